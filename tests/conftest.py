@@ -1,0 +1,56 @@
+"""Shared pytest fixtures.
+
+Real Speech Commands audio lives beside the checkout in ../shared/data (never copied into the
+repository); tests that need it skip with a message saying where it was looked for. The fast,
+always-available data set is the project's own offline TTS set, synthesized once per machine
+into a cache folder (``KWSNB_TEST_CACHE``, default ``~/.cache/kwsnb/tests``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KWSNB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+REAL_TRAIN_DIR = SHARED_DATA / "speech_commands_lite"
+REAL_TEST_DIR = SHARED_DATA / "speech_commands_test_lite"
+TEST_CACHE = Path(os.environ.get("KWSNB_TEST_CACHE", Path.home() / ".cache" / "kwsnb" / "tests"))
+
+
+def _require(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"real Speech Commands subset not found at {path} "
+                    "(set KWSNB_SHARED_DATA to the folder holding speech_commands_lite/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_train_dir() -> Path:
+    """../shared/data/speech_commands_lite: 6,513 real clips in the Speech Commands layout."""
+    return _require(REAL_TRAIN_DIR)
+
+
+@pytest.fixture(scope="session")
+def real_test_dir() -> Path:
+    """../shared/data/speech_commands_test_lite: official test-set layout (_silence_, _unknown_, words)."""
+    return _require(REAL_TEST_DIR)
+
+
+# Small enough to synthesize in seconds, big enough to train and split by speaker.
+SYNTH_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+               "bed", "bird", "cat", "dog", "happy", "house")
+SYNTH_SPEAKERS = 12
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir() -> Path:
+    """A small offline-TTS data set in the Speech Commands layout, cached between runs."""
+    from data_setup import synthetic
+
+    out = TEST_CACHE / f"synthetic-{SYNTH_SPEAKERS}spk-{len(SYNTH_WORDS)}w-v1"
+    if not (out / ".complete").exists():
+        synthetic.synthesize(out, words=SYNTH_WORDS, num_speakers=SYNTH_SPEAKERS, seed=0,
+                             progress=False)
+    return out
