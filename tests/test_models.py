@@ -188,6 +188,17 @@ def test_unknown_flag_lists_the_valid_flags():
     ("svdf", dict(svdf_act=["relu"] * 5 + ["no_such_activation"]), "svdf_act"),
     ("svdf", dict(dct_num_features=100), "dct_num_features"),
     ("tc_resnet", dict(label_count=0), "label_count"),
+    ("mobilenet_v2", dict(cnn_strides=[(2, 2)] * 4), "cnn_strides"),
+    ("mobilenet_v2", dict(cnn_expansions=[1.5] * 3), "cnn_expansions"),
+    ("mobilenet_v2", dict(cnn_expansions=[0.01] * 4), "cnn_expansions"),
+    ("xception", dict(cnn2_kernel_sizes=[5]), "cnn2_kernel_sizes"),
+    ("xception", dict(stride2=-1), "stride2"),
+    ("xception", dict(units2=[0]), "units2"),
+    ("inception", dict(cnn2_filters2=[32, 64]), "cnn2_filters2"),
+    ("inception", dict(cnn_strides=[2, 0, 1]), "cnn_strides"),
+    ("inception", dict(cnn1_kernel_sizes=(5, 3)), "cnn1_kernel_sizes"),
+    ("inception_resnet", dict(cnn2_scales=[0.2, "half", 1.0]), "cnn2_scales"),
+    ("inception_resnet", dict(cnn2_kernel_sizes=[3, 5]), "cnn2_kernel_sizes"),
 ])
 def test_impossible_flag_values_name_the_flag(name, overrides, flag):
     with pytest.raises(ValueError, match=flag):
