@@ -8,3 +8,9 @@ Subpackages and modules:
     kwsnb.streaming  conversion between training, non-stream and streaming modes
 """
 __version__ = "0.1.0"
+
+import os as _os
+
+# TensorFlow's C++ start-up chatter (CPU features, XLA service) is not for users; errors still show.
+# Only effective when kwsnb is imported before TensorFlow; an explicit setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

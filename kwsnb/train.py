@@ -24,6 +24,7 @@ import ast
 import csv
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,6 +62,11 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "resample": (float, 0.15, "random time-stretch range"),
     "background_frequency": (float, 0.8, "probability of mixing background noise"),
     "background_volume": (float, 0.1, "maximum gain of the background noise"),
+    "volume_resample": (float, 0.0, "random volume range: gain in [1-v, 1+v]"),
+    # kwsnb's additions (see kwsnb.data): noise levels that cover louder test-time silence.
+    "background_rms": (float, None, "rescale every noise file to this RMS before mixing"),
+    "silence_volume": (float, None, "maximum gain of the noise in silence examples"),
+    "eval_silence_noise": (int, 0, "1: validation/test silence is seeded noise, not zeros"),
     "clip_duration_ms": (int, 1000, "clip length"),
     "sample_rate": (int, 16000, "sample rate"),
     "how_many_training_steps": (str, "10000,10000,10000", "steps of each stage, comma-separated"),
@@ -73,7 +79,10 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "eval_step_interval": (int, 400, "validate every this many steps"),
     "save_step_interval": (int, 100, "kept for compatibility; kwsnb backs up at every validation"),
     "train": (int, 1, "1: train then evaluate; 0: only evaluate an existing --train_dir"),
-    "seed": (int, 0, "random seed for weights and the order of examples"),
+    # kwsnb's additions: also score on a folder in the official test-set layout.
+    "test_dir": (str, None, "also evaluate on this folder (_silence_, _unknown_, word folders)"),
+    "test_exclude": (str, "", "comma-separated label folders of --test_dir to leave out"),
+    "random_seed": (int, 0, "seed of the weights' initialization and the order of examples"),
     "verbosity": (str, "INFO", "kept for compatibility"),
     # Feature flags: default None = the architecture's default (its seed command line).
     "window_size_ms": (float, None, "MFCC window"),
@@ -101,7 +110,6 @@ _UNSUPPORTED_FLAGS: dict[str, Any] = {
     "split_data": 1,
     "sp_time_shift_ms": 0.0,
     "sp_resample": 0.0,
-    "volume_resample": 0.0,
     "preemph": 0.0,
     "window_type": "hann",
     "log_epsilon": 1e-12,
@@ -297,9 +305,13 @@ def resolved_model_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_model(flags: dict[str, Any]):
+    """The architecture of the flags; TrainError naming the flag when its values cannot build."""
     from kwsnb import models
 
-    return models.build(flags["model_name"], **resolved_model_flags(flags))
+    try:
+        return models.build(flags["model_name"], **resolved_model_flags(flags))
+    except ValueError as error:
+        raise TrainError(str(error)) from None
 
 
 def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
@@ -333,19 +345,17 @@ def _check_compatible(train_dir: Path, flags: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _data(flags: dict[str, Any]):
+    """The data set of the flags; downloads ``--data_url`` first when ``--data_dir`` is empty."""
+    from data_setup import speech_commands
     from kwsnb import data
 
     data_dir = Path(flags["data_dir"])
-    if flags.get("data_url") and not any(data_dir.glob("*/*.wav")):
-        from data_setup import speech_commands
-
-        speech_commands.prepare(data_dir, source=flags["data_url"])
-    keys = ("wanted_words", "silence_percentage", "unknown_percentage", "validation_percentage",
-            "testing_percentage", "time_shift_ms", "resample", "background_frequency",
-            "background_volume", "clip_duration_ms", "sample_rate", "split_by")
-    options = {k: flags[k] for k in keys if k in flags}
-    options["wanted_words"] = [w.strip() for w in str(flags["wanted_words"]).split(",") if w.strip()]
-    return data.SpeechCommands(data_dir, **options)
+    try:
+        if flags.get("data_url") and not speech_commands.check_layout(data_dir).ok:
+            speech_commands.prepare(data_dir, source=flags["data_url"])
+        return data.SpeechCommands.from_flags(flags)
+    except (ValueError, OSError, speech_commands.DataSetupError) as error:
+        raise TrainError(str(error)) from None
 
 
 def _best_validation_so_far(log_path: Path) -> float | None:
@@ -365,8 +375,9 @@ class _StepProgress:
 
         class StepProgress(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
+                # In a log file (no terminal) a line every 30 s, not one per step.
                 self.bar = tqdm(total=total, initial=initial, unit="step", desc="training",
-                                dynamic_ncols=True)
+                                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
 
             def on_train_batch_end(self, batch, logs=None):
                 self.bar.update(1)
@@ -389,21 +400,28 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     """Trains a model as the seed does; returns the final flags (with labels). Resumes a killed
     run found in ``flags['train_dir']``."""
     import keras
-    import tensorflow as tf
 
+    from kwsnb import models
+
+    started = time.monotonic()
     stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
     schedule = learning_rate_schedule(stages, flags["lr_schedule"])
     if flags["eval_step_interval"] <= 0 or flags["batch_size"] <= 0:
         raise TrainError("--eval_step_interval and --batch_size must be positive")
     train_dir = Path(flags["train_dir"])
-    model = build_model(flags)  # validates model flags before any data is read
+    build_model(flags)  # checks the model flags before any data is read
     dataset = _data(flags)
-    flags = {**flags, "labels": list(dataset.labels), "params": int(model.count_params())}
+    model_flags = {**flags.get("model_flags", {}), "label_count": len(dataset.labels)}
+    flags = {**flags, "model_flags": model_flags, "labels": list(dataset.labels)}
+    model = build_model(flags)
+    flags["params"] = models.count_params(model)
     _check_compatible(train_dir, flags)
+    previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
+                        if (train_dir / FLAGS_FILE).is_file() else 0.0)
     train_dir.mkdir(parents=True, exist_ok=True)
     (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
 
-    keras.utils.set_random_seed(flags["seed"])
+    keras.utils.set_random_seed(flags["random_seed"])
     if flags["optimizer"] == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=flags["optimizer_epsilon"])
     elif flags["optimizer"] == "momentum":
@@ -416,14 +434,18 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
 
     interval = validation_interval(stages.total, flags["eval_step_interval"])
     epochs = stages.total // interval
-    train_data = dataset.dataset("training", batch_size=flags["batch_size"], augment=True,
-                                 shuffle=True, repeat=True, seed=flags["seed"])
+
     validation_data = dataset.dataset("validation", batch_size=flags["batch_size"], augment=False,
                                       shuffle=False, repeat=False)
 
     log_path = train_dir / TRAINING_LOG
-    backup = keras.callbacks.BackupAndRestore(str(train_dir / "backup"), delete_checkpoint=False)
+    # double_checkpoint: a kill while the backup is written falls back to the previous one.
+    backup = keras.callbacks.BackupAndRestore(str(train_dir / "backup"), delete_checkpoint=False,
+                                              double_checkpoint=True)
     done_steps = _restored_steps(train_dir, interval)
+    # A resumed run draws new batches (not the first ones again): the seed moves with the steps.
+    train_data = dataset.dataset("training", batch_size=flags["batch_size"], augment=True,
+                                 shuffle=True, repeat=True, seed=flags["random_seed"] + done_steps)
     best = _best_validation_so_far(log_path)
     callbacks = [
         backup,
@@ -437,13 +459,15 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
         _StepProgress(total=stages.total, initial=min(done_steps, stages.total)),
     ]
     if done_steps >= stages.total:
-        model.load_weights(train_dir / LAST_WEIGHTS)
-        return flags
+        return load_flags(train_dir)  # already trained: keep its record (training time...)
     model.fit(train_data, epochs=epochs, steps_per_epoch=interval, validation_data=validation_data,
-              callbacks=callbacks, verbose=0)
+              callbacks=callbacks, verbose=0, shuffle=False)  # the tf.data pipeline shuffles
     model.save_weights(train_dir / LAST_WEIGHTS)
     if not (train_dir / BEST_WEIGHTS).exists():  # e.g. an empty validation split
         model.save_weights(train_dir / BEST_WEIGHTS)
+    # Wall-clock time of training, summed over resumed runs (the reports quote it).
+    flags["training_seconds"] = round(previous_seconds + time.monotonic() - started, 1)
+    (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
     return flags
 
 
@@ -465,28 +489,75 @@ def _restored_steps(train_dir: Path, interval: int) -> int:
     if not meta.is_file():
         return 0
     state = json.loads(meta.read_text())
-    return (int(state.get("epoch", -1)) + 1) * interval
+    return int(state.get("epoch", 0)) * interval  # BackupAndRestore counts finished epochs
+
+
+def run(argv: Sequence[str], progress: bool | None = None) -> tuple[dict, list[dict]]:
+    """What ``python -m kwsnb.train ARGV`` does, for notebooks and scripts: trains (or, with
+    ``--train 0``, reloads), exports and evaluates. Returns (flags, reports); raises TrainError.
+    ``kwsnb.seed.seed_command(...)`` makes ``argv`` from the seed's command lines."""
+    flags = parse_command_line([str(arg) for arg in argv])
+    flags = train(flags) if flags["train"] else evaluation_flags(flags)
+    return flags, run_evaluation(flags, progress=progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        flags = parse_command_line(argv)
-        if flags["train"]:
-            flags = train(flags)
-        else:
-            saved = load_flags(flags["train_dir"])
-            if saved.get("model_name") != flags["model_name"]:
-                raise TrainError(f"{flags['train_dir']} holds a {saved.get('model_name')} model, "
-                                 f"not {flags['model_name']}")
-            flags = saved
-        from kwsnb import evaluate
+    from kwsnb import evaluate
 
-        evaluate.evaluate_train_dir(flags["train_dir"])
+    try:
+        _, reports = run(sys.argv[1:] if argv is None else argv)
+        for report in reports:
+            print(evaluate.format_report(report))
     except TrainError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def expected_labels(flags: dict[str, Any]) -> list[str]:
+    """The label list a data set read with these flags has (see kwsnb.data.SpeechCommands)."""
+    from kwsnb import data
+
+    words = [w.strip().lower() for w in str(flags["wanted_words"]).split(",") if w.strip()]
+    specials = flags["silence_percentage"] > 0 or flags["unknown_percentage"] > 0
+    return ([data.SILENCE_LABEL, data.UNKNOWN_WORD_LABEL] if specials else []) + words
+
+
+def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """``--train 0``: the saved flags of ``--train_dir``, checked against the command line's
+    model and labels; the command line's --test_dir/--test_exclude apply."""
+    train_dir = flags["train_dir"]
+    saved = load_flags(train_dir)
+    if saved.get("model_name") != flags["model_name"]:
+        raise TrainError(f"{train_dir} holds a {saved.get('model_name')} model, not "
+                         f"{flags['model_name']}: give the model it was trained with, or "
+                         "another --train_dir")
+    if saved.get("labels") != expected_labels(flags):
+        raise TrainError(f"{train_dir} was trained on labels {saved.get('labels')}, but this "
+                         f"command line asks for {expected_labels(flags)}: give the same "
+                         "--wanted_words (and silence/unknown percentages) it was trained with")
+    return {**saved, "test_dir": flags.get("test_dir"), "test_exclude": flags.get("test_exclude")}
+
+
+def run_evaluation(flags: dict[str, Any], progress: bool | None = None) -> list[dict]:
+    """Exports every format and writes report.json (the data set's test split, or its
+    validation split when it has no testing clips), then report_<folder>.json for
+    ``--test_dir``. Returns the reports."""
+    from kwsnb import evaluate
+    from kwsnb.export import ExportError
+
+    progress = sys.stderr.isatty() if progress is None else progress
+    test_dirs = [None] + ([flags["test_dir"]] if flags.get("test_dir") else [])
+    reports = []
+    for test_dir in test_dirs:
+        exclude = str(flags.get("test_exclude") or "").split(",") if test_dir else ()
+        try:
+            report = evaluate.evaluate_train_dir(flags["train_dir"], test_dir=test_dir,
+                                                 exclude=exclude, progress=progress)
+        except (evaluate.EvaluationError, ExportError) as error:
+            raise TrainError(str(error)) from None
+        reports.append(report)
+    return reports
 
 
 if __name__ == "__main__":

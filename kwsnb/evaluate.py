@@ -1,0 +1,591 @@
+"""Accuracy, size and latency of every exported format; ``report.json`` and a text summary.
+
+Command line::
+
+    python -m kwsnb.evaluate TRAIN_DIR [--test_dir DIR] [--exclude go,on,off] [--json]
+                                       [--formats keras,tflite_float,...] [--stream_clips N]
+                                       [--reexport]
+
+Without ``--test_dir`` the model is scored on the testing split of its own data set
+(``flags.json``'s ``data_dir``) and the report goes to ``TRAIN_DIR/report.json``; with it, on a
+folder in the official test-set layout (``_silence_/``, ``_unknown_/``, one folder per word) and
+the report goes to ``TRAIN_DIR/report_<folder name>.json``. A ``.txt`` summary is written next to
+each. Missing formats are exported first (into ``TRAIN_DIR/<format>/``, see ``kwsnb.export``), as
+are formats older than the best weights.
+
+What is measured:
+
+* **accuracy** - share of clips whose argmax matches the label. Non-stream TFLite models run one
+  clip per call (batch 1), as the seed's ``test.py`` does. ``tflite_features_int8`` gets its
+  MFCCs from the model's float front end, quantized with the model's input scale and zero point.
+* **stream formats** - the seed's ``reset1`` protocol: states zeroed per clip, all 50 packets
+  of the clip fed (20 ms each), the prediction read after the last packet. The first frame is
+  then half zeros (the audio ring buffer starts empty): models with valid padding never see it,
+  causal ones (svdf_resnet) see it where the non-stream model sees zero padding, so their
+  agreement can be slightly below 100%. ``prime_audio_state=True`` starts external-state models
+  with the clip's first packet in the audio buffer instead (the stream then sees exactly the
+  non-stream frames). ``agreement`` is the share of clips whose stream prediction equals the
+  non-stream model's of the same precision (``agreement_with``). Stream formats run on
+  ``stream_clips`` clips drawn at random (every clip when None), recorded as ``clips``.
+* **size_bytes** - the .tflite file; for ``keras`` the float32 weights.
+* **latency_ms** - median of ``latency_runs`` single-threaded ``invoke()`` calls of LiteRT's
+  interpreter after a warm-up, on a real clip (one packet for stream formats: per-packet
+  latency). Not measured for ``keras`` (TensorFlow's eager overhead, not the model, would
+  dominate; ``null`` in the report).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kwsnb import export as exporting
+from kwsnb.export import ExportError
+
+REPORT_NAME = "report"
+KERAS = "keras"
+ALL_FORMATS = (KERAS,) + exporting.FORMATS
+# Stream format -> the non-stream format of the same precision (for ``agreement``).
+STREAM_FAMILY = {
+    "tflite_stream_external_float": "tflite_float",
+    "tflite_stream_external_int8": "tflite_int8",
+    "tflite_stream_internal_float": "tflite_float",
+}
+LATENCY_RUNS = 200
+LATENCY_WARMUP = 20
+DEFAULT_STREAM_CLIPS = 1000  # as the seed's TF streaming checks; None = every clip
+
+
+class EvaluationError(RuntimeError):
+    """A train_dir, test folder or option that cannot be evaluated, explained for the user."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Running TFLite models
+# ---------------------------------------------------------------------------------------------
+
+def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
+    scale, zero_point = details["quantization"]
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32 or not scale:
+        return values.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
+    scale, zero_point = details["quantization"]
+    if np.dtype(details["dtype"]) == np.float32 or not scale:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+class TFLiteModel:
+    """A LiteRT interpreter (one thread) with inputs and outputs by signature name."""
+
+    def __init__(self, content: bytes, name: str = "model"):
+        self.content = content
+        self.name = name
+        self.interpreter = exporting.make_interpreter(content)
+        self.interpreter.allocate_tensors()
+        self.inputs, self.outputs = exporting.signature_details(self.interpreter)
+
+    def fresh(self) -> "TFLiteModel":
+        """A new interpreter of the same model: the only way to reset resource variables."""
+        return TFLiteModel(self.content, self.name)
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        details = self.inputs[name]
+        self.interpreter.set_tensor(details["index"], _quantize(value, details))
+
+    def get(self, name: str) -> np.ndarray:
+        details = self.outputs[name]
+        return _dequantize(self.interpreter.get_tensor(details["index"]), details)
+
+    @property
+    def input_name(self) -> str:
+        return next(iter(self.inputs))
+
+    @property
+    def output_name(self) -> str:
+        return next(iter(self.outputs))
+
+    def latency_ms(self, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP) -> float:
+        """Median wall time of one ``invoke()`` with the inputs as they are set."""
+        invoke = self.interpreter.invoke
+        for _ in range(warmup):
+            invoke()
+        times = np.empty(runs)
+        for i in range(runs):
+            start = time.perf_counter()
+            invoke()
+            times[i] = time.perf_counter() - start
+        return float(np.median(times) * 1000.0)
+
+
+def predict_non_stream(model: TFLiteModel, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
+    """Runs a one-input model on each example (batch 1); returns float logits [N, classes]."""
+    name, output = model.input_name, model.output_name
+    logits = []
+    for example in _progress(inputs, progress, f"{model.name}"):
+        model.set(name, example[np.newaxis])
+        model.interpreter.invoke()
+        logits.append(model.get(output)[0])
+    return np.stack(logits)
+
+
+def predict_stream_external(model: TFLiteModel, audio: np.ndarray, metadata: dict,
+                            prime_audio_state: bool = False, progress: bool = False) -> np.ndarray:
+    """Streams each clip packet by packet from zero states; logits after the last packet.
+    ``prime_audio_state``: start with the clip's first packet in the audio ring buffer and feed
+    the rest (exactly the non-stream frames)."""
+    pairs = [(s["input"], s["output"]) for s in metadata["states"]]
+    packet_name = metadata["packet_input"]
+    packet_samples = int(model.inputs[packet_name]["shape"][-1])
+    audio_state = metadata.get("audio_state") if prime_audio_state else None
+    zeros = {name: np.zeros(model.inputs[name]["shape"], np.float32) for name, _ in pairs}
+    logits_name = metadata["logits_output"]
+    logits = []
+    for clip in _progress(exporting.stream_packets(audio, packet_samples), progress, model.name):
+        for name, value in zeros.items():
+            model.set(name, value)
+        packets = clip
+        if audio_state is not None:
+            model.set(audio_state, clip[0][np.newaxis, -model.inputs[audio_state]["shape"][-1]:])
+            packets = clip[1:]
+        for packet in packets:
+            model.set(packet_name, packet[np.newaxis])
+            model.interpreter.invoke()
+            for name, output in pairs:  # (de)quantized by each tensor's own parameters
+                model.set(name, model.get(output))
+        logits.append(model.get(logits_name)[0])
+    return np.stack(logits)
+
+
+def predict_stream_internal(model: TFLiteModel, audio: np.ndarray,
+                            progress: bool = False) -> np.ndarray:
+    """Streams each clip through a fresh interpreter (zero states); logits after the last packet."""
+    packet_samples = int(model.inputs[model.input_name]["shape"][-1])
+    logits = []
+    for clip in _progress(exporting.stream_packets(audio, packet_samples), progress, model.name):
+        stream = model.fresh()
+        name, output = stream.input_name, stream.output_name
+        for packet in clip:
+            stream.set(name, packet[np.newaxis])
+            stream.interpreter.invoke()
+        logits.append(stream.get(output)[0])
+    return np.stack(logits)
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="clip", leave=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating formats
+# ---------------------------------------------------------------------------------------------
+
+def keras_weight_bytes(model) -> int:
+    """Bytes of the model's weights (float32 as trained)."""
+    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.weights))
+
+
+def stream_subset(count: int, stream_clips: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of the clips the stream formats run on: all, or a reproducible random subset
+    (test sets are sorted by label, so the first N would miss labels)."""
+    if stream_clips is None or stream_clips >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, stream_clips, replace=False))
+
+
+def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
+                     tflite_paths: dict[str, Path], formats: Iterable[str] = ALL_FORMATS,
+                     stream_clips: int | None = DEFAULT_STREAM_CLIPS,
+                     latency_runs: int = LATENCY_RUNS, prime_audio_state: bool = False,
+                     progress: bool = False) -> dict[str, dict]:
+    """Accuracy, size and latency of each format on (audio [N, samples], labels [N]).
+
+    ``model`` is the Keras non-stream model (for ``keras`` and for the float front end that
+    feeds ``tflite_features_int8``); ``tflite_paths`` maps format names to .tflite files
+    (``kwsnb.export.export``'s result). Returns {format: entry} (see the module docstring).
+    """
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in ALL_FORMATS]
+    if unknown:
+        raise EvaluationError(f"unknown format(s) {unknown}; choose from {list(ALL_FORMATS)}")
+    missing = [f for f in formats if f != KERAS and f not in tflite_paths]
+    if missing:
+        raise EvaluationError(f"no .tflite file given for {missing}")
+    audio = np.asarray(audio, np.float32)
+    labels = np.asarray(labels)
+    if len(audio) != len(labels) or not len(audio):
+        raise EvaluationError(f"need clips and labels of the same nonzero length, got "
+                              f"{len(audio)} clips and {len(labels)} labels")
+    subset = stream_subset(len(audio), stream_clips)
+    predictions: dict[str, np.ndarray] = {}  # format -> argmax on all clips (non-stream)
+    results: dict[str, dict] = {}
+    cached_features = []
+
+    def features() -> np.ndarray:
+        """MFCCs of every clip from the model's float front end (tflite_features_int8's input)."""
+        if not cached_features:
+            front_end, _ = exporting.split_front_end(model)
+            cached_features.append(front_end.predict(audio, batch_size=100, verbose=0))
+        return cached_features[0]
+
+    def non_stream_predictions(name: str) -> np.ndarray:
+        if name not in predictions:
+            if name == KERAS:
+                predictions[name] = model.predict(audio, batch_size=100, verbose=0).argmax(-1)
+            else:
+                inputs = features() if name == "tflite_features_int8" else audio
+                predictions[name] = predict_non_stream(load(name), inputs, progress).argmax(-1)
+        return predictions[name]
+
+    loaded: dict[str, TFLiteModel] = {}
+
+    def load(name: str) -> TFLiteModel:
+        if name not in loaded:
+            loaded[name] = TFLiteModel(exporting.read_tflite(tflite_paths[name]), name)
+        return loaded[name]
+
+    for name in formats:
+        if name == KERAS:
+            predicted = non_stream_predictions(KERAS)
+            results[name] = {"accuracy": float(np.mean(predicted == labels)),
+                             "size_bytes": keras_weight_bytes(model), "latency_ms": None,
+                             "clips": int(len(labels))}
+            continue
+        runner = load(name)
+        entry = {"size_bytes": Path(tflite_paths[name]).stat().st_size}
+        metadata_path = Path(tflite_paths[name]).parent / exporting.METADATA_FILE
+        if metadata_path.is_file():
+            entry["front_end_bytes"] = _metadata(tflite_paths[name]).get("front_end_bytes")
+        if name in exporting.STREAM_FORMATS:
+            metadata = _metadata(tflite_paths[name])
+            if name.startswith("tflite_stream_external"):
+                logits = predict_stream_external(runner, audio[subset], metadata,
+                                                 prime_audio_state, progress)
+                entry["primed"] = bool(prime_audio_state and metadata.get("audio_state"))
+            else:
+                logits = predict_stream_internal(runner, audio[subset], progress)
+            predicted = logits.argmax(-1)
+            family = STREAM_FAMILY[name]
+            if family not in tflite_paths:
+                family = KERAS
+            reference = non_stream_predictions(family)[subset]
+            entry.update(accuracy=float(np.mean(predicted == labels[subset])),
+                         agreement=float(np.mean(predicted == reference)),
+                         agreement_with=family, clips=int(len(subset)),
+                         packets_per_clip=int(audio.shape[1] // metadata["packet_samples"]),
+                         latency_per="packet")
+            _set_stream_inputs(runner, audio[0], metadata)
+        else:
+            predicted = non_stream_predictions(name)
+            entry.update(accuracy=float(np.mean(predicted == labels)), clips=int(len(labels)),
+                         latency_per="clip")
+            if name == "tflite_features_int8":
+                details = runner.inputs[runner.input_name]
+                scale, zero_point = details["quantization"]
+                entry["input_scale"], entry["input_zero_point"] = float(scale), int(zero_point)
+                runner.set(runner.input_name, features()[:1])
+            else:
+                runner.set(runner.input_name, audio[:1])
+        entry["latency_ms"] = runner.latency_ms(latency_runs) if latency_runs else None
+        results[name] = {key: entry[key] for key in ("accuracy", "size_bytes", "latency_ms")} | entry
+    return results
+
+
+def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
+    """Inputs for timing one packet: a real packet and (external state) zero states."""
+    packet_name = metadata.get("packet_input", runner.input_name)
+    packet_samples = int(runner.inputs[packet_name]["shape"][-1])
+    runner.set(packet_name, clip[np.newaxis, :packet_samples])
+    for state in metadata.get("states", []):
+        runner.set(state["input"], np.zeros(runner.inputs[state["input"]]["shape"], np.float32))
+
+
+def _metadata(tflite_path: Path) -> dict:
+    path = Path(tflite_path).parent / exporting.METADATA_FILE
+    if not path.is_file():
+        raise EvaluationError(f"{path} not found: it describes the stream model's states; "
+                              "re-export the format (--reexport)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise EvaluationError(f"{path} is not valid JSON ({error}); re-export (--reexport)") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+# ---------------------------------------------------------------------------------------------
+
+def build_report(model_name: str, params: int, labels: Sequence[str], formats: dict[str, dict],
+                 test_set: dict, latency_runs: int = LATENCY_RUNS) -> dict:
+    """The report.json structure: model, params, labels, formats, plus how it was measured."""
+    from importlib.metadata import version
+
+    return {"model": model_name, "params": int(params), "labels": list(labels),
+            "formats": formats, "test_set": test_set,
+            "measurement": {
+                "latency": f"median of {latency_runs} invoke() calls after {LATENCY_WARMUP} "
+                           f"warm-up, 1 thread, ai-edge-litert {version('ai-edge-litert')}",
+                "machine": f"{platform.machine()}, {_cpu_name()}",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def format_report(report: dict) -> str:
+    """A readable table of a report."""
+    test = report.get("test_set", {})
+    lines = [f"{report['model']}: {report['params']:,} parameters, {len(report['labels'])} labels "
+             f"({', '.join(report['labels'])})"]
+    if test:
+        excluded = f"; excluded {', '.join(test['exclude'])}" if test.get("exclude") else ""
+        lines.append(f"test set: {test.get('name', '?')} ({test.get('clips', '?'):,} clips{excluded})")
+    header = f"{'format':<30} {'accuracy':>9} {'size KB':>9} {'latency ms':>11} {'agreement':>10}"
+    lines += ["", header, "-" * len(header)]
+    for name, entry in report["formats"].items():
+        if "error" in entry:
+            lines.append(f"{name:<30} error: {entry['error']}")
+            continue
+        accuracy = f"{100 * entry['accuracy']:.2f}%"
+        size = f"{entry['size_bytes'] / 1024:.1f}"
+        latency = "-" if entry.get("latency_ms") is None else f"{entry['latency_ms']:.3f}"
+        agreement = f"{100 * entry['agreement']:.2f}%" if "agreement" in entry else ""
+        lines.append(f"{name:<30} {accuracy:>9} {size:>9} {latency:>11} {agreement:>10}")
+    notes = []
+    streams = [e for n, e in report["formats"].items() if n in STREAM_FAMILY and "clips" in e]
+    if streams:
+        notes.append(f"stream formats: {streams[0]['clips']:,} clips, "
+                     f"{streams[0]['packets_per_clip']} packets each, states reset per clip; "
+                     "latency per 20 ms packet; agreement = same prediction as the non-stream "
+                     "model of the same precision")
+    front_end = [e["front_end_bytes"] for e in report["formats"].values()
+                 if e.get("front_end_bytes")]
+    if front_end:
+        notes.append(f"sizes include the float front end's constants (window, mel filterbank, "
+                     f"DCT): {max(front_end) / 1024:.1f} KB of each raw-audio model")
+    features = report["formats"].get("tflite_features_int8", {})
+    if "input_scale" in features:
+        notes.append(f"tflite_features_int8 input: int8 = round(mfcc / {features['input_scale']:.6g})"
+                     f" + {features['input_zero_point']}")
+    notes.append("latency: " + report.get("measurement", {}).get("latency", ""))
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def report_paths(train_dir: Path, test_dir: str | Path | None) -> tuple[Path, Path]:
+    """report.json/.txt for the split; report_<folder name>.json/.txt for a test folder."""
+    stem = REPORT_NAME if test_dir is None else f"{REPORT_NAME}_{_safe_name(Path(test_dir))}"
+    return train_dir / f"{stem}.json", train_dir / f"{stem}.txt"
+
+
+def _safe_name(path: Path) -> str:
+    name = path.expanduser().resolve().name or "test"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+# ---------------------------------------------------------------------------------------------
+# A train_dir
+# ---------------------------------------------------------------------------------------------
+
+def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None,
+                       exclude: Iterable[str] = (), formats: Iterable[str] | None = None,
+                       stream_clips: int | None = DEFAULT_STREAM_CLIPS, reexport: bool = False,
+                       latency_runs: int = LATENCY_RUNS, progress: bool = True) -> dict:
+    """Exports what is missing, evaluates every format and writes the report files.
+
+    ``train_dir`` is what ``kwsnb.train`` writes (flags.json, best_weights.weights.h5).
+    ``test_dir``: a folder in the official test-set layout instead of the testing split;
+    ``exclude``: its label folders to leave out (e.g. go, on, off). Returns the report.
+    """
+    from kwsnb import data, models
+    from kwsnb import train as training
+
+    train_dir = Path(train_dir)
+    formats = list(ALL_FORMATS if formats is None else dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in ALL_FORMATS]
+    if unknown:
+        raise EvaluationError(f"unknown format(s) {', '.join(unknown)}; choose from "
+                              f"{', '.join(ALL_FORMATS)}")
+    try:
+        model, flags = training.load_trained_model(train_dir)
+    except training.TrainError as error:
+        raise EvaluationError(str(error)) from None
+    labels = list(flags.get("labels") or [])
+    classes = int(model.outputs[0].shape[-1])
+    if len(labels) != classes:
+        raise EvaluationError(f"{train_dir / training.FLAGS_FILE} lists {len(labels)} labels but "
+                              f"the {flags['model_name']} model has {classes} outputs: the "
+                              "train_dir is inconsistent; retrain it")
+    exclude = [w.strip().lower() for w in exclude if w.strip()]
+    if exclude and test_dir is None:
+        raise EvaluationError("--exclude leaves out folders of a test folder: give --test_dir")
+
+    # Formats to export: missing, or older than the weights. The others are checked now, so a
+    # corrupt file is reported before any data is read.
+    tflite_formats = [f for f in formats if f != KERAS]
+    needed = set(tflite_formats) | {STREAM_FAMILY[f] for f in tflite_formats if f in STREAM_FAMILY}
+    weights_time = (train_dir / training.BEST_WEIGHTS).stat().st_mtime
+    paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
+    to_export = [f for f, path in paths.items() if reexport or _stale(path, weights_time)]
+    for name, path in paths.items():
+        if name not in to_export:
+            exporting.read_tflite(path)
+
+    dataset = None
+
+    def training_data():
+        nonlocal dataset
+        if dataset is None:
+            try:
+                dataset = data.SpeechCommands.from_flags(flags, progress=progress)
+            except (ValueError, FileNotFoundError) as error:
+                raise EvaluationError(f"cannot read the data set of {train_dir} "
+                                      f"(data_dir {flags.get('data_dir')!r}): {error}") from None
+            if list(dataset.labels) != labels:
+                raise EvaluationError(
+                    f"{train_dir} was trained on labels {labels} but its data_dir now gives "
+                    f"{list(dataset.labels)}; evaluate it on a test folder (--test_dir) or retrain")
+        return dataset
+
+    try:
+        if test_dir is not None:
+            audio, targets = data.read_test_folder(test_dir, labels, exclude, progress=progress)
+            test_set = {"source": "folder", "name": Path(test_dir).name,
+                        "path": str(Path(test_dir).resolve()), "clips": int(len(targets)),
+                        "exclude": exclude}
+        else:
+            split = "testing"
+            audio, targets = training_data().arrays(split)
+            if not len(targets):  # e.g. a folder whose testing_list.txt names no clip of it
+                split = "validation"
+                audio, targets = training_data().arrays(split)
+                warnings.warn(f"{flags['data_dir']} has no testing clips: scoring on the "
+                              "validation split instead (give --test_dir for a real test set)",
+                              stacklevel=2)
+            test_set = {"source": "split", "name": f"{Path(flags['data_dir']).name} {split} split",
+                        "path": str(Path(flags["data_dir"]).resolve()), "clips": int(len(targets)),
+                        "exclude": []}
+    except (ValueError, FileNotFoundError) as error:
+        hint = "" if test_dir is not None else " (python -m kwsnb.evaluate: give --test_dir DIR)"
+        raise EvaluationError(f"{error}{hint}") from None
+    if not len(targets):
+        raise EvaluationError(f"no test clips in {test_set['path']} (after excluding {exclude})")
+
+    errors, stream_models = {}, {}
+    if to_export:
+        calibrated = [f for f in to_export if f in exporting.INT8_FORMATS]
+        representative = _representative_audio(training_data()) if calibrated else None
+        for name in to_export:  # one at a time: a format that fails is reported, not fatal
+            try:
+                if name in exporting.STREAM_FORMATS and not stream_models:
+                    stream_models.update(_streaming_models(model))
+                exporting.export(model, train_dir, representative, labels, formats=[name],
+                                 stream_models=stream_models or None)
+            except ExportError as error:
+                errors[name] = str(error)
+                warnings.warn(f"{name} not exported: {error}", stacklevel=2)
+    paths = {name: path for name, path in paths.items() if name not in errors}
+    results = evaluate_formats(model, audio, targets, paths,
+                               [f for f in formats if f not in errors], stream_clips,
+                               latency_runs, progress=progress)
+    results.update({name: {"error": errors[name]} for name in formats if name in errors})
+    results = {name: results[name] for name in formats}
+    report = build_report(flags["model_name"], models.count_params(model), labels, results, test_set,
+                          latency_runs)
+    json_path, text_path = report_paths(train_dir, test_dir)
+    json_path.write_text(json.dumps(report, indent=2))
+    text_path.write_text(format_report(report))
+    return report
+
+
+def _stale(path: Path, weights_time: float) -> bool:
+    return not path.parent.is_dir() or (path.is_file() and path.stat().st_mtime < weights_time)
+
+
+def _streaming_models(model) -> dict:
+    try:
+        return exporting.streaming_models(model)
+    except (ImportError, ValueError, NotImplementedError) as error:
+        raise ExportError(f"cannot build the streaming models: {error}") from None
+
+
+def _representative_audio(dataset, count: int = exporting.REPRESENTATIVE_CLIPS) -> np.ndarray:
+    """``count`` unaugmented training clips in a seeded random order."""
+    batch = dataset.dataset("training", batch_size=count, augment=False, shuffle=True,
+                            repeat=False, seed=0)
+    audio, _ = next(iter(batch))
+    return audio.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kwsnb.evaluate",
+        description="Export a trained kwsnb model to every TFLite format and report accuracy, "
+                    "size and latency of each (TRAIN_DIR/report.json and report.txt).")
+    parser.add_argument("train_dir", help="a folder written by `python -m kwsnb.train`")
+    parser.add_argument("--test_dir", help="a folder in the official test-set layout "
+                        "(_silence_, _unknown_, one folder per word) instead of the testing split")
+    parser.add_argument("--exclude", default="", help="comma-separated label folders of "
+                        "--test_dir to leave out, e.g. go,on,off")
+    parser.add_argument("--formats", default=",".join(ALL_FORMATS),
+                        help="comma-separated formats to evaluate [all]")
+    parser.add_argument("--stream_clips", type=int, default=DEFAULT_STREAM_CLIPS,
+                        help="clips the stream formats run on (0: all) [%(default)s]")
+    parser.add_argument("--latency_runs", type=int, default=LATENCY_RUNS,
+                        help="invocations per latency median (0: skip) [%(default)s]")
+    parser.add_argument("--reexport", action="store_true",
+                        help="export every format again even if its .tflite exists")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as JSON on standard output (the table goes to "
+                             "standard error)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    try:
+        report = evaluate_train_dir(
+            args.train_dir, test_dir=args.test_dir, exclude=args.exclude.split(","),
+            formats=formats, stream_clips=args.stream_clips or None, reexport=args.reexport,
+            latency_runs=args.latency_runs, progress=sys.stderr.isatty())
+    except (EvaluationError, ExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = format_report(report)
+    if args.json:
+        print(text, file=sys.stderr)
+        print(json.dumps(report, indent=2))
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""kwsnb.export: every TFLite format of a real architecture, on real speech.
+
+The model is a small tc_resnet (about 8k parameters) from ``kwsnb.models``. Fast tests use it
+untrained (conversion, op checks, error messages); the slow ones train it in seconds on four
+words of ../shared/data (the front end has no weights, so the body is fitted on precomputed
+MFCCs) and check that quantized formats keep its accuracy. ``small_model``, ``keyword_task``
+and ``exported_formats`` are shared with tests/test_evaluate.py (cached per session).
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORDS = ("yes", "no", "up", "down")
+# Folders of the official test layout that are not labels of the four-word task.
+TEST_EXCLUDE = ("_silence_", "_unknown_", "left", "right", "stop", "go", "on", "off")
+SMALL_FLAGS = dict(label_count=len(WORDS), channels=[16, 24, 24], dct_num_features=20,
+                   bn_momentum=0.9)
+# Quantized formats may lose at most this much accuracy against float (points of %).
+QUANTIZED_MARGIN = 0.03
+
+
+def small_model():
+    from kwsnb import models
+
+    return models.build("tc_resnet", **SMALL_FLAGS)
+
+
+@dataclass
+class KeywordTask:
+    model: object               # trained non-stream Keras model
+    labels: list
+    train_audio: np.ndarray     # training clips (calibration data)
+    test_audio: np.ndarray      # ../shared/data test folder, the four words
+    test_labels: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
+    """small_model() trained for 300 steps on yes/no/up/down (about 90% on the test folder)."""
+    import keras
+
+    from kwsnb import data, export as exporting
+
+    dataset = data.SpeechCommands(train_dir, wanted_words=WORDS, silence_percentage=0,
+                                  unknown_percentage=0, progress=False)
+    train_audio, train_labels = dataset.arrays("training")
+    test_audio, test_labels = data.read_test_folder(test_dir, dataset.labels, TEST_EXCLUDE,
+                                                    progress=False)
+    keras.utils.set_random_seed(0)
+    model = small_model()
+    front_end, body = exporting.split_front_end(model)
+    features = front_end.predict(train_audio, batch_size=200, verbose=0)
+    body.compile(keras.optimizers.Adam(3e-3),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    body.fit(features, train_labels, epochs=6, batch_size=64, verbose=0)
+    return KeywordTask(model, list(dataset.labels), train_audio, test_audio, test_labels)
+
+
+@functools.lru_cache(maxsize=1)
+def exported_formats(train_dir: str, test_dir: str) -> dict[str, Path]:
+    """Every format of keyword_task's model, exported once per test session (in a temporary
+    folder removed at exit)."""
+    from kwsnb import export as exporting
+
+    task = keyword_task(train_dir, test_dir)
+    out_dir = Path(tempfile.mkdtemp(prefix="kwsnb_test_export_"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    return exporting.export(task.model, out_dir, task.train_audio, task.labels)
+
+
+@pytest.fixture(scope="module")
+def task(real_train_dir, real_test_dir) -> KeywordTask:
+    return keyword_task(str(real_train_dir), str(real_test_dir))
+
+
+@pytest.fixture(scope="module")
+def exported(real_train_dir, real_test_dir) -> dict[str, Path]:
+    return exported_formats(str(real_train_dir), str(real_test_dir))
+
+
+@pytest.fixture(scope="module")
+def clips(request) -> np.ndarray:
+    """A few real clips: ../shared/data when present, else the synthetic TTS set."""
+    from kwsnb import data
+
+    try:
+        folder = request.getfixturevalue("real_train_dir")
+    except pytest.skip.Exception:
+        folder = request.getfixturevalue("synthetic_dir")
+    paths = sorted(folder.glob("yes/*.*"))[:8] + sorted(folder.glob("no/*.*"))[:8]
+    return np.stack([data.load_clip(path) for path in paths])
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """(model, its float TFLite model): conversion checks need no training."""
+    from kwsnb import export as exporting
+
+    model = small_model()
+    return model, exporting.convert_float(model)
+
+
+def _run(content: bytes, inputs: np.ndarray) -> np.ndarray:
+    from kwsnb.evaluate import TFLiteModel, predict_non_stream
+
+    return predict_non_stream(TFLiteModel(content), inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast: conversion of an untrained model, op checks, errors
+# ---------------------------------------------------------------------------------------------
+
+def test_float_and_int8_are_builtin_and_keep_the_front_end_float(untrained, clips):
+    from kwsnb import export as exporting
+
+    model, float_content = untrained
+    int8_content = exporting.convert_int8(model, clips, float_content)
+    front_end = exporting.front_end_tensor_names(float_content)
+    for content in (float_content, int8_content):
+        ops = exporting.check_builtin_ops(content)
+        assert {"RFFT2D", "COMPLEX_ABS", "LOG"} <= set(ops)
+    # The body is int8 (QUANTIZE before it), every front-end op reads and writes float.
+    assert "QUANTIZE" in exporting.operator_names(int8_content)
+    exporting.check_front_end_float(int8_content, front_end, "int8")
+    # Float TFLite computes what Keras computes.
+    expected = model.predict(clips, verbose=0)
+    np.testing.assert_allclose(_run(float_content, clips), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())
+
+
+def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
+    from kwsnb import export as exporting
+
+    _, content = untrained
+    names = exporting.front_end_tensor_names(content)
+    assert any("mfcc" in name for name in names)
+    assert not any("conv" in name.split(";")[0] for name in names), "body ops in the front end"
+    interpreter = exporting.make_interpreter(content)
+    ops = {op["index"]: op for op in interpreter._get_ops_details()}
+    tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    front_end_ops = {ops[i]["op_name"] for i in ops
+                     if any(tensors[o] in names for o in ops[i]["outputs"])}
+    assert {"RFFT2D", "COMPLEX_ABS", "FULLY_CONNECTED", "LOG"} <= front_end_ops
+    # 640x(486 bins x 80 mels + 80 x 20 DCT + window) floats
+    assert exporting.front_end_constant_bytes(content) > 100_000
+
+
+def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
+    from kwsnb import export as exporting
+
+    model, float_content = untrained
+    dynamic = exporting.convert_dynamic(model, float_content)
+    exporting.check_front_end_float(dynamic, exporting.front_end_tensor_names(float_content),
+                                    "dynamic")
+    # Front end exact, body weights int8: outputs close to float, model smaller.
+    assert len(dynamic) < len(float_content)
+    reference = _run(float_content, clips)
+    np.testing.assert_allclose(_run(dynamic, clips), reference,
+                               atol=0.05 * np.abs(reference).max())
+
+
+def test_features_int8_model_has_int8_io(untrained, clips):
+    from kwsnb import export as exporting
+
+    content = exporting.convert_features_int8(untrained[0], clips)
+    io = exporting.describe_io(content)
+    (features,) = io["inputs"].values()
+    (logits,) = io["outputs"].values()
+    assert features["dtype"] == "int8" and features["shape"] == [1, 49, 20]
+    assert logits["dtype"] == "int8" and logits["shape"] == [1, len(WORDS)]
+    assert features["scale"] > 0 and -128 <= features["zero_point"] <= 127
+    assert not {"RFFT2D", "LOG"} & set(exporting.operator_names(content)), "front end included"
+
+
+def test_model_needing_non_builtin_ops_is_refused():
+    import keras
+    import tensorflow as tf
+
+    from kwsnb import export as exporting
+
+    # tf.signal's MFCC op needs Flex ops in TFLite (stack_notes.md).
+    audio = keras.Input((16000,))
+    mel = keras.layers.Lambda(lambda x: tf.math.log(tf.abs(tf.signal.stft(x, 640, 320, 1024))
+                                                    [..., :80] + 1e-6))(audio)
+    mfcc = keras.layers.Lambda(tf.signal.mfccs_from_log_mel_spectrograms)(mel)
+    model = keras.Model(audio, keras.layers.Dense(4)(keras.layers.Flatten()(mfcc)))
+    with pytest.raises(exporting.ExportError, match="no builtin TFLite kernel"):
+        exporting.convert_float(model)
+
+
+def test_custom_ops_in_a_flatbuffer_are_refused():
+    import keras
+    import tensorflow as tf
+
+    from kwsnb import export as exporting
+
+    audio = keras.Input((16000,))
+    mfcc = keras.layers.Lambda(tf.signal.mfccs_from_log_mel_spectrograms)(
+        keras.layers.Reshape((50, 320))(audio))
+    model = keras.Model(audio, mfcc)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.allow_custom_ops = True
+    content = converter.convert()
+    with pytest.raises(exporting.ExportError, match="non-builtin TFLite ops"):
+        exporting.check_builtin_ops(content, "probe")
+
+
+def test_model_without_mfcc_front_end_is_refused():
+    import keras
+
+    from kwsnb import export as exporting
+
+    audio = keras.Input((16000,))
+    model = keras.Model(audio, keras.layers.Dense(4)(audio), name="no_front_end")
+    with pytest.raises(exporting.ExportError, match="no_front_end.*0 MFCC front-end layers"):
+        exporting.export(model, "unused", np.zeros((4, 16000), np.float32))
+
+
+def test_unknown_format_is_refused(untrained, clips):
+    from kwsnb import export as exporting
+
+    with pytest.raises(exporting.ExportError, match="unknown format.*tflite_int4"):
+        exporting.export(untrained[0], "unused", clips, formats=["tflite_int4"])
+
+
+def test_read_tflite_names_missing_and_corrupt_files(tmp_path, untrained):
+    from kwsnb import export as exporting
+
+    missing = tmp_path / "tflite_float" / "model.tflite"
+    with pytest.raises(exporting.ExportError, match=f"{missing}.*not found"):
+        exporting.read_tflite(missing)
+    not_tflite = tmp_path / "text.tflite"
+    not_tflite.write_text("definitely not a flatbuffer")
+    with pytest.raises(exporting.ExportError, match=f"{not_tflite}.*not a TFLite model"):
+        exporting.read_tflite(not_tflite)
+    _, content = untrained
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(content[:len(content) // 3])
+    with pytest.raises(exporting.ExportError, match=f"{truncated}.*corrupt"):
+        exporting.read_tflite(truncated)
+    whole = tmp_path / "whole.tflite"
+    whole.write_bytes(content)
+    assert exporting.read_tflite(whole) == content
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: a trained model, every format
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_export_writes_every_format_with_metadata(exported, task):
+    from kwsnb import export as exporting
+
+    assert set(exported) == set(exporting.FORMATS)
+    for name, path in exported.items():
+        content = exporting.read_tflite(path)
+        ops = exporting.check_builtin_ops(content, name)
+        metadata = json.loads((path.parent / exporting.METADATA_FILE).read_text())
+        assert metadata["format"] == name and metadata["labels"] == task.labels
+        assert metadata["size_bytes"] == path.stat().st_size
+        assert metadata["operators"] == ops
+        if name == "tflite_stream_internal_float":
+            assert {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} <= set(ops)
+    external = json.loads((exported["tflite_stream_external_int8"].parent /
+                           exporting.METADATA_FILE).read_text())
+    assert external["packet_input"] == "audio" and external["logits_output"] == "logits"
+    assert external["audio_state"] == "mfcc_state"
+    assert {s["input"] for s in external["states"]} == set(external["inputs"]) - {"audio"}
+    features = json.loads((exported["tflite_features_int8"].parent /
+                           exporting.METADATA_FILE).read_text())
+    assert features["input_quantization"]["scale"] > 0
+    assert features["feature_flags"]["dct_num_features"] == 20
+    # Quantization shrinks the body; the float front end's constants (mel and DCT matrices)
+    # stay in every raw-audio model and dominate a small model's size.
+    sizes = {name: path.stat().st_size for name, path in exported.items()}
+    int8 = json.loads((exported["tflite_int8"].parent / exporting.METADATA_FILE).read_text())
+    assert int8["front_end_bytes"] > 100_000 and features["front_end_bytes"] == 0
+    assert sizes["tflite_int8"] < sizes["tflite_float"]
+    assert sizes["tflite_features_int8"] < sizes["tflite_int8"] - 100_000
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_quantized_formats_keep_the_float_accuracy(exported, task):
+    from kwsnb import export as exporting
+
+    front_end, _ = exporting.split_front_end(task.model)
+    features = front_end.predict(task.test_audio, batch_size=200, verbose=0)
+    keras_logits = task.model.predict(task.test_audio, batch_size=200, verbose=0)
+
+    def accuracy(name):
+        content = exporting.read_tflite(exported[name])
+        inputs = features if name == "tflite_features_int8" else task.test_audio
+        return np.mean(_run(content, inputs).argmax(-1) == task.test_labels)
+
+    float_logits = _run(exporting.read_tflite(exported["tflite_float"]), task.test_audio)
+    np.testing.assert_allclose(float_logits, keras_logits, rtol=1e-4,
+                               atol=1e-4 * np.abs(keras_logits).max())
+    float_accuracy = np.mean(float_logits.argmax(-1) == task.test_labels)
+    assert float_accuracy > 0.8, "the trained test model should be well above chance (25%)"
+    for name in ("tflite_dynamic", "tflite_int8", "tflite_features_int8"):
+        assert accuracy(name) >= float_accuracy - QUANTIZED_MARGIN, name
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_stream_formats_match_the_non_stream_model(exported, task):
+    from kwsnb import evaluate, export as exporting
+
+    def model(name):
+        return evaluate.TFLiteModel(exporting.read_tflite(exported[name]), name)
+
+    def metadata(name):
+        return json.loads((exported[name].parent / exporting.METADATA_FILE).read_text())
+
+    audio = task.test_audio[:40]
+    reference = _run(model("tflite_float").content, audio)
+    scale = np.abs(reference).max()
+    external = evaluate.predict_stream_external(model("tflite_stream_external_float"), audio,
+                                                metadata("tflite_stream_external_float"))
+    internal = evaluate.predict_stream_internal(model("tflite_stream_internal_float"), audio)
+    # Valid padding: 50 packets from zero states give exactly the non-stream frames' result.
+    np.testing.assert_allclose(external, reference, atol=1e-4 * scale)
+    np.testing.assert_allclose(internal, reference, atol=1e-4 * scale)
+    int8 = evaluate.predict_stream_external(model("tflite_stream_external_int8"), audio,
+                                            metadata("tflite_stream_external_int8"))
+    assert np.mean(int8.argmax(-1) == reference.argmax(-1)) >= 0.9

@@ -1,0 +1,202 @@
+"""kwsnb.train: the seed's command lines, staged schedule, errors before training, resume, reports.
+
+Training runs on the synthetic TTS set (``synthetic_dir``); the seed's real command lines are
+parsed as written in ../shared/reference/seed_commands.md (kept in ``kwsnb.seed``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kwsnb import models, seed
+from kwsnb import train as training
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = "yes,no,up,down"
+
+
+def quick_argv(data_dir, train_dir, model="svdf", steps="40,40", interval=20, extra=()):
+    return ["--data_url", "", "--data_dir", str(data_dir), "--train_dir", str(train_dir),
+            "--how_many_training_steps", steps, "--learning_rate", "0.001,0.0005",
+            "--eval_step_interval", str(interval), "--wanted_words", WORDS, "--batch_size", "50",
+            *extra, model]
+
+
+# --- command lines ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_seed_command_line_parses_to_its_architecture(name):
+    argv = seed.seed_command(name, "/data", "/models", steps="300,300",
+                             learning_rates="0.001,0.0005")
+    flags = training.parse_command_line(argv)
+    assert flags["model_name"] == name
+    assert flags["how_many_training_steps"] == "300,300"
+    assert flags["train_dir"].startswith("/models")
+    model_flags = training.resolved_model_flags(flags)
+    built = training.build_model(flags)  # the seed's values build the seed's parameter count
+    assert models.count_params(built) == models.architecture(name).SEED_PARAMS
+    for key, value in model_flags.items():
+        assert key in models.default_flags(name), key
+
+
+def test_staged_learning_rate_follows_the_seed():
+    stages = training.Stages.from_flags("3,2,1", "0.1,0.01,0.001")
+    schedule = training.learning_rate_schedule(stages, "linear")
+    # Optimizer step k (from 0) is the seed's step k + 1.
+    rates = [float(schedule(k)) for k in range(6)]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+    exp = training.learning_rate_schedule(stages, "exp")
+    np.testing.assert_allclose([float(exp(0)), float(exp(6))], [0.1, 0.001], rtol=1e-5)
+
+
+def test_validation_interval_divides_the_total():
+    assert training.validation_interval(60000, 400) == 400
+    assert training.validation_interval(600, 400) == 300
+    assert training.validation_interval(70, 400) == 70
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data_dir", "x", "resnet"], "unknown model name 'resnet'"),
+    (["--data_dir", "/tmp/x"], "no model name given"),
+    (["--bogus_flag", "1", "svdf"], "unknown training flag"),
+    (["--feature_type", "mfcc_tf", "svdf"], "--feature_type"),
+    (["--preprocess", "micro", "svdf"], "--preprocess"),
+    (["svdf", "--svdf_unitz", "4"], "unknown svdf flag"),
+    (["svdf", "--svdf_units1", "'a','b'"], "svdf_units1"),
+])
+def test_command_line_errors_name_the_flag(argv, message):
+    with pytest.raises(training.TrainError, match=message):
+        flags = training.parse_command_line(argv)
+        training.build_model(flags)
+
+
+def test_bad_schedule_is_refused_before_any_data_is_read(tmp_path):
+    argv = quick_argv(tmp_path / "no_data", tmp_path / "run", steps="40,40,40")
+    with pytest.raises(training.TrainError, match="same length"):
+        training.run(argv)
+    assert not (tmp_path / "run").exists()
+
+
+def test_impossible_model_flag_is_refused_before_any_data_is_read(tmp_path):
+    argv = quick_argv(tmp_path / "no_data", tmp_path / "run", model="mobilenet")
+    argv += ["--cnn1_strides", "(8,1)"]
+    with pytest.raises(training.TrainError, match="cnn1_strides"):
+        training.run(argv)
+
+
+def test_missing_data_says_which_command_makes_it(tmp_path):
+    argv = quick_argv(tmp_path / "no_data", tmp_path / "run")
+    with pytest.raises(training.TrainError, match="data_setup"):
+        training.run(argv)
+
+
+def test_cli_prints_one_error_line_not_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kwsnb.train", *quick_argv(tmp_path / "no_data", tmp_path / "r")],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+# --- training --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_dir(synthetic_dir, tmp_path_factory):
+    """svdf trained for 80 steps on the synthetic set, exported and evaluated."""
+    train_dir = tmp_path_factory.mktemp("train") / "svdf"
+    flags, reports = training.run(quick_argv(synthetic_dir, train_dir), progress=False)
+    return train_dir, flags, reports
+
+
+@pytest.mark.slow
+def test_training_writes_the_train_dir_and_a_report_with_every_format(trained_dir):
+    train_dir, flags, (report,) = trained_dir
+    saved = json.loads((train_dir / training.FLAGS_FILE).read_text())
+    assert saved["labels"] == ["_silence_", "_unknown_", *WORDS.split(",")]
+    assert saved["model_flags"]["label_count"] == 6
+    assert saved["training_seconds"] > 0
+    for name in (training.BEST_WEIGHTS, training.LAST_WEIGHTS, "report.txt"):
+        assert (train_dir / name).is_file(), name
+    assert list((train_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard log"
+    with (train_dir / training.TRAINING_LOG).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # 80 steps, validated every 20
+
+    on_disk = json.loads((train_dir / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    assert on_disk["model"] == "svdf" and on_disk["labels"] == saved["labels"]
+    assert on_disk["params"] == saved["params"]
+    from kwsnb import evaluate
+
+    assert set(on_disk["formats"]) == set(evaluate.ALL_FORMATS)
+    for name, result in on_disk["formats"].items():
+        assert 0.0 <= result["accuracy"] <= 1.0, name
+        assert result["size_bytes"] > 0, name
+        if name != "keras":
+            assert result["latency_ms"] > 0, name
+        if "stream" in name:
+            assert 0.0 <= result["agreement"] <= 1.0, name
+    # Learning happened: better than chance (1/6) on the validation split.
+    assert max(float(r["val_accuracy"]) for r in rows) > 0.3
+
+
+@pytest.mark.slow
+def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir, synthetic_dir):
+    train_dir, flags, _ = trained_dir
+    argv = quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])
+    again, (report,) = training.run(argv, progress=False)
+    assert again["training_seconds"] == flags["training_seconds"]
+    assert report["model"] == "svdf"
+    with pytest.raises(training.TrainError, match="holds a svdf model"):
+        training.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet",
+                                extra=["--train", "0"]))
+    with pytest.raises(training.TrainError, match="labels"):
+        training.run([*quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])[:-1],
+                      "--wanted_words", "yes,no", "svdf"])
+    # Training again into the same folder with another model is refused too.
+    with pytest.raises(training.TrainError, match="model_name"):
+        training.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet"))
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_path):
+    train_dir = tmp_path / "run"
+    argv = quick_argv(synthetic_dir, train_dir, steps="60,60", interval=20)
+    # Train in a child process and kill it (SIGKILL: no clean-up) after two validations.
+    child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *argv], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = train_dir / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            if metadata.is_file() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert not (train_dir / training.LAST_WEIGHTS).exists(), "finished before it was killed"
+    done = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= done < 6
+
+    flags = training.train(training.parse_command_line(argv))
+    with (train_dir / training.TRAINING_LOG).open() as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) for r in rows]
+    # Every epoch of 20 steps exactly once (a killed epoch may leave no row), ending at 120.
+    assert sorted(set(epochs)) == list(range(6)) and epochs[-1] == 5
+    assert len(epochs) == len(set(epochs))
+    # The second stage's learning rate was in force at the end: the schedule resumed too.
+    assert float(rows[-1]["learning_rate"]) == pytest.approx(0.0005)
+    assert flags["labels"][2:] == WORDS.split(",")
+    training.load_trained_model(train_dir, training.LAST_WEIGHTS)  # the final weights load
