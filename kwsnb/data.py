@@ -487,6 +487,14 @@ class BackgroundNoise:
                           (self.lengths, "noise_lengths")))
 
 
+    @functools.cached_property
+    def compiled_augment(self):
+        """The XLA-compiled augmentation for these noise variables. One function shared by all
+        noise sets would reuse its first trace, which holds the first set's variables, and fail
+        once that data set is gone (a second data set in the same notebook)."""
+        return tf.function(_augment, jit_compile=True)
+
+
 def time_stretch_and_shift(audio, factors, shifts):
     """The seed's resample + time shift, for a batch, as one gather.
 
@@ -544,7 +552,10 @@ def augment_audio(audio, is_silence, noise: BackgroundNoise | None, seed, *,
         noise_arrays = noise.variables
     else:
         noise_arrays = (np.zeros(1, np.float32), np.zeros(1, np.int32), np.ones(1, np.int32))
-    return (_augment_xla if jit_compile else _augment)(
+    function = _augment
+    if jit_compile:
+        function = noise.compiled_augment if with_noise else _augment_xla
+    return function(
         audio, is_silence, seed, *noise_arrays, with_noise=with_noise, resample=float(resample),
         volume_resample=float(volume_resample), time_shift_samples=int(time_shift_samples),
         background_frequency=float(background_frequency),

@@ -36,6 +36,7 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -446,9 +447,9 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     # corrupt file is reported before any data is read.
     tflite_formats = [f for f in formats if f != KERAS]
     needed = set(tflite_formats) | {STREAM_FAMILY[f] for f in tflite_formats if f in STREAM_FAMILY}
-    weights_time = (train_dir / training.BEST_WEIGHTS).stat().st_mtime
+    weights = _digest(train_dir / training.BEST_WEIGHTS)
     paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
-    to_export = [f for f, path in paths.items() if reexport or _stale(path, weights_time)]
+    to_export = [f for f, path in paths.items() if reexport or _stale(path, weights)]
     for name, path in paths.items():
         if name not in to_export:
             exporting.read_tflite(path)
@@ -503,6 +504,7 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
                     stream_models.update(_streaming_models(model))
                 exporting.export(model, train_dir, representative, labels, formats=[name],
                                  stream_models=stream_models or None)
+                _record_weights(train_dir / name, weights)
             except ExportError as error:
                 errors[name] = str(error)
                 warnings.warn(f"{name} not exported: {error}", stacklevel=2)
@@ -520,8 +522,27 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     return report
 
 
-def _stale(path: Path, weights_time: float) -> bool:
-    return not path.parent.is_dir() or (path.is_file() and path.stat().st_mtime < weights_time)
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stale(path: Path, weights_digest: str) -> bool:
+    """A format needs exporting when missing or exported from other weights. The weights'
+    digest, not file times, decides: a fresh clone gives every file the same age."""
+    if not path.parent.is_dir():
+        return True
+    metadata = path.parent / exporting.METADATA_FILE
+    try:
+        recorded = json.loads(metadata.read_text()).get("weights_sha256")
+    except (OSError, ValueError):
+        recorded = None
+    return path.is_file() and recorded != weights_digest
+
+
+def _record_weights(format_dir: Path, weights_digest: str) -> None:
+    metadata = format_dir / exporting.METADATA_FILE
+    content = json.loads(metadata.read_text()) if metadata.is_file() else {}
+    metadata.write_text(json.dumps({**content, "weights_sha256": weights_digest}, indent=2))
 
 
 def _streaming_models(model) -> dict:

@@ -82,6 +82,8 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     # kwsnb's additions: also score on a folder in the official test-set layout.
     "test_dir": (str, None, "also evaluate on this folder (_silence_, _unknown_, word folders)"),
     "test_exclude": (str, "", "comma-separated label folders of --test_dir to leave out"),
+    "stream_clips": (int, 1000, "test clips the streaming formats run on (0: all)"),
+    "latency_runs": (int, 200, "invoke() calls per latency median (0: skip latency)"),
     "random_seed": (int, 0, "seed of the weights' initialization and the order of examples"),
     "verbosity": (str, "INFO", "kept for compatibility"),
     # Feature flags: default None = the architecture's default (its seed command line).
@@ -449,6 +451,7 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     best = _best_validation_so_far(log_path)
     callbacks = [
         backup,
+        keras.callbacks.LambdaCallback(on_epoch_end=_log_learning_rate(optimizer)),
         keras.callbacks.ModelCheckpoint(
             str(train_dir / BEST_WEIGHTS), monitor="val_accuracy", mode="max",
             save_best_only=True, save_weights_only=True,
@@ -469,6 +472,14 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     flags["training_seconds"] = round(previous_seconds + time.monotonic() - started, 1)
     (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
     return flags
+
+
+def _log_learning_rate(optimizer):
+    """Adds the learning rate in force to the epoch's logs (CSV and TensorBoard show it)."""
+    def on_epoch_end(epoch, logs):
+        if logs is not None:
+            logs["learning_rate"] = float(optimizer.learning_rate)
+    return on_epoch_end
 
 
 def validation_interval(total_steps: int, requested: int) -> int:
@@ -536,7 +547,8 @@ def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
         raise TrainError(f"{train_dir} was trained on labels {saved.get('labels')}, but this "
                          f"command line asks for {expected_labels(flags)}: give the same "
                          "--wanted_words (and silence/unknown percentages) it was trained with")
-    return {**saved, "test_dir": flags.get("test_dir"), "test_exclude": flags.get("test_exclude")}
+    evaluation = ("test_dir", "test_exclude", "stream_clips", "latency_runs")
+    return {**saved, **{key: flags.get(key) for key in evaluation}}
 
 
 def run_evaluation(flags: dict[str, Any], progress: bool | None = None) -> list[dict]:
@@ -552,8 +564,10 @@ def run_evaluation(flags: dict[str, Any], progress: bool | None = None) -> list[
     for test_dir in test_dirs:
         exclude = str(flags.get("test_exclude") or "").split(",") if test_dir else ()
         try:
-            report = evaluate.evaluate_train_dir(flags["train_dir"], test_dir=test_dir,
-                                                 exclude=exclude, progress=progress)
+            report = evaluate.evaluate_train_dir(
+                flags["train_dir"], test_dir=test_dir, exclude=exclude, progress=progress,
+                stream_clips=flags.get("stream_clips") or None,
+                latency_runs=flags.get("latency_runs", evaluate.LATENCY_RUNS))
         except (evaluate.EvaluationError, ExportError) as error:
             raise TrainError(str(error)) from None
         reports.append(report)

@@ -208,13 +208,18 @@ def test_evaluate_formats_reports_sane_numbers(trained):
 @pytest.mark.real_data
 def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_train_dir,
                                                     real_test_dir):
+    from kwsnb import evaluate, models
+
     task, paths = trained
     train_dir = make_train_dir(tmp_path / "run", task.model, real_train_dir)
-    for name, path in paths.items():  # copied after the weights: no re-export needed
+    weights = evaluate._digest(train_dir / "best_weights.weights.h5")
+    for name, path in paths.items():  # exported from these weights: no re-export needed
         shutil.copytree(path.parent, train_dir / name, copy_function=shutil.copy)
+        evaluate._record_weights(train_dir / name, weights)
     shutil.rmtree(train_dir / "tflite_float")  # ... except this one, missing
     stale = train_dir / "tflite_dynamic" / "model.tflite"
-    old = time.time() - 3600  # older than the weights: exported again
+    evaluate._record_weights(stale.parent, "0" * 64)  # from other weights: exported again
+    old = time.time() - 3600
     os.utime(stale, (old, old))
     kept = train_dir / "tflite_int8" / "model.tflite"
     kept_time = kept.stat().st_mtime
@@ -226,7 +231,7 @@ def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_trai
     assert code == 0, err
     report = json.loads(out)
     assert report["model"] == "tc_resnet" and report["labels"] == list(WORDS)
-    assert report["params"] == task.model.count_params()
+    assert report["params"] == models.count_params(task.model)
     assert list(report["formats"]) == list(ALL_FORMATS)
     for entry in report["formats"].values():
         assert {"accuracy", "size_bytes", "latency_ms"} <= set(entry)

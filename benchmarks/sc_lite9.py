@@ -1,0 +1,213 @@
+"""SC-lite-9: all eight 30k architectures trained, quantized, streamed and compared on real speech.
+
+The benchmark of ../shared/data/README.md: labels _silence_, _unknown_, yes, no, up, down, left,
+right, stop; train and validate on speech_commands_lite; test on speech_commands_test_lite with
+go, on and off left out. Each architecture runs its seed command line (``kwsnb.seed``) with only
+the schedule cut to fit a 2-core machine (``--steps`` / ``--learning_rates``) and the noise levels
+raised to cover the test folder's loud silence (see RECIPE). Results::
+
+    models/<arch>/   flags.json, best_weights.weights.h5, report*.json/.txt, <format>/model.tflite
+    docs/results_sc_lite9.md   the table (+ docs/results_sc_lite9.png, the chart)
+
+Resumable: an architecture whose test report exists is not trained again (a killed run resumes
+from its last backup). Run::
+
+    python benchmarks/sc_lite9.py [--models svdf,tc_resnet] [--data_root ../shared/data]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kwsnb import models, seed  # noqa: E402
+from kwsnb import train as training  # noqa: E402
+
+WANTED_WORDS = "yes,no,up,down,left,right,stop"
+EXCLUDE = "go,on,off"
+TEST_FOLDER = "speech_commands_test_lite"
+# The recipe: the seed's command line per architecture, then these flags (they win).
+STEPS = "2000,1000"
+LEARNING_RATES = "0.001,0.0002"
+RECIPE = [
+    "--data_url", "",
+    "--wanted_words", WANTED_WORDS,
+    "--eval_step_interval", "500",
+    # The lite set's six noise files are quiet (RMS 0.003-0.006) but the test folder's silence
+    # is loud (median RMS 0.02, 90th percentile 0.22): noise files are rescaled to RMS 0.1,
+    # mixed into keywords at gain U(0, 0.1) (the seed's background_volume) and into silence
+    # examples at U(0, 1); validation silence is seeded noise, not zeros (as the test's is).
+    "--background_rms", "0.1",
+    "--silence_volume", "1.0",
+    "--eval_silence_noise", "1",
+]
+
+
+def report_name(test_dir: Path) -> str:
+    from kwsnb import evaluate
+
+    return evaluate.report_paths(Path("."), test_dir)[0].name
+
+
+def train_architecture(name: str, data_root: Path, models_dir: Path, steps: str,
+                       learning_rates: str) -> dict:
+    """Trains, exports and evaluates one architecture unless its test report exists."""
+    test_dir = data_root / TEST_FOLDER
+    train_dir = models_dir / name
+    report_path = train_dir / report_name(test_dir)
+    if report_path.is_file():
+        print(f"{name}: done before ({report_path}), not trained again", flush=True)
+        return json.loads(report_path.read_text())
+    argv = seed.seed_command(name, str(data_root / "speech_commands_lite"), str(models_dir),
+                             steps=steps, learning_rates=learning_rates,
+                             extra=[*RECIPE, "--test_dir", str(test_dir),
+                                    "--test_exclude", EXCLUDE, "--stream_clips", "0"])
+    started = time.monotonic()
+    print(f"{name}: python -m kwsnb.train {' '.join(argv)}", flush=True)
+    flags, reports = training.run(argv)
+    print(f"{name}: finished in {time.monotonic() - started:.0f} s "
+          f"(training {flags.get('training_seconds')} s)", flush=True)
+    return reports[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Table and chart
+# ---------------------------------------------------------------------------------------------
+
+def _percent(entry: dict | None) -> str:
+    if not entry or entry.get("accuracy") is None:
+        return "-"
+    return f"{100 * entry['accuracy']:.1f}"
+
+
+def _kb(entry: dict | None) -> str:
+    return "-" if not entry or not entry.get("size_bytes") else f"{entry['size_bytes'] / 1024:.0f}"
+
+
+def _ms(entry: dict | None) -> str:
+    return "-" if not entry or entry.get("latency_ms") is None else f"{entry['latency_ms']:.3f}"
+
+
+def collect(models_dir: Path, test_dir: Path) -> list[dict]:
+    """One row per architecture with a test report, in the seed's table order."""
+    rows = []
+    for name in models.ARCHITECTURES:
+        path = models_dir / name / report_name(test_dir)
+        if not path.is_file():
+            continue
+        report = json.loads(path.read_text())
+        flags = json.loads((models_dir / name / training.FLAGS_FILE).read_text())
+        model = training.build_model(flags)
+        macs = models.count_macs(model)
+        rows.append({"name": name, "report": report, "flags": flags,
+                     "macs": macs["body"] + macs["front_end"], "body_macs": macs["body"]})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = ("| model | params | MACs/clip (body) | float % | dynamic % | int8 % | stream int8 % "
+              "| stream agreement (int8) | int8 KB | float ms | int8 ms | per-packet ms (ext. int8) "
+              "| train min | published float % |\n" + "|---" * 14 + "|\n")
+    lines = []
+    for row in rows:
+        f = row["report"]["formats"]
+        stream = f.get("tflite_stream_external_int8", {})
+        agreement = stream.get("agreement")
+        lines.append(
+            f"| {row['name']} | {row['report']['params']:,} | {row['body_macs']:,} "
+            f"| {_percent(f.get('tflite_float'))} | {_percent(f.get('tflite_dynamic'))} "
+            f"| {_percent(f.get('tflite_int8'))} | {_percent(stream)} "
+            f"| {'-' if agreement is None else f'{100 * agreement:.2f}%'} "
+            f"| {_kb(f.get('tflite_int8'))} | {_ms(f.get('tflite_float'))} "
+            f"| {_ms(f.get('tflite_int8'))} | {_ms(stream)} "
+            f"| {row['flags'].get('training_seconds', 0) / 60:.1f} "
+            f"| {seed.PUBLISHED[row['name']]['float_accuracy']} |")
+    return header + "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for row in rows:
+        f = row["report"]["formats"]
+        accuracy = 100 * f["tflite_int8"]["accuracy"]
+        axes[0].scatter(f["tflite_int8"]["size_bytes"] / 1024, accuracy)
+        axes[0].annotate(row["name"], (f["tflite_int8"]["size_bytes"] / 1024, accuracy),
+                         fontsize=8, xytext=(3, 3), textcoords="offset points")
+        axes[1].scatter(f["tflite_int8"]["latency_ms"], accuracy)
+        axes[1].annotate(row["name"], (f["tflite_int8"]["latency_ms"], accuracy),
+                         fontsize=8, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xlabel("int8 TFLite size (KB, float front end included)")
+    axes[1].set_xlabel("int8 latency per 1 s clip (ms, 1 thread)")
+    for ax in axes:
+        ax.set_ylabel("int8 accuracy on SC-lite-9 test (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("SC-lite-9: the eight 30k architectures (kwsnb)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(models_dir: Path, test_dir: Path, command: str, steps: str,
+                  learning_rates: str) -> Path:
+    rows = collect(models_dir, test_dir)
+    doc = REPO / "docs" / "results_sc_lite9.md"
+    if not rows:
+        return doc
+    chart(rows, doc.with_suffix(".png"))
+    test_set = rows[0]["report"].get("test_set", {})
+    recipe = " ".join(arg or "''" for arg in RECIPE)
+    doc.write_text(
+        "# SC-lite-9 results\n\n"
+        f"Produced by `{command}` (see its docstring for the recipe): the seed's command line "
+        f"per architecture with `--how_many_training_steps {steps} --learning_rate "
+        f"{learning_rates}` and `{recipe}`. Test set: "
+        f"{test_set.get('name', TEST_FOLDER)} ({test_set.get('clips', '?')} clips, "
+        f"{EXCLUDE} left out). Accuracies in %; latency is LiteRT, 1 thread, median.\n\n"
+        + markdown_table(rows)
+        + "\n![accuracy vs size and latency](results_sc_lite9.png)\n")
+    return doc
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(models.MODELS))
+    parser.add_argument("--data_root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--models_dir", type=Path, default=REPO / "models")
+    parser.add_argument("--steps", default=STEPS)
+    parser.add_argument("--learning_rates", default=LEARNING_RATES)
+    args = parser.parse_args(argv)
+    # Paths relative to the repository go into flags.json, so the committed models/ folders
+    # still find their data on another machine with ../shared beside the checkout.
+    os.chdir(REPO)
+    args.data_root = Path(os.path.relpath(args.data_root.resolve(), REPO))
+    args.models_dir = Path(os.path.relpath(args.models_dir.resolve(), REPO))
+    if not (args.data_root / "speech_commands_lite").is_dir():
+        print(f"error: {args.data_root}/speech_commands_lite not found: give --data_root (the "
+              "folder holding speech_commands_lite and speech_commands_test_lite)",
+              file=sys.stderr)
+        return 2
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        try:
+            train_architecture(name, args.data_root, args.models_dir, args.steps,
+                               args.learning_rates)
+        except training.TrainError as error:
+            print(f"{name}: error: {error}", file=sys.stderr)
+    doc = write_results(args.models_dir, args.data_root / TEST_FOLDER,
+                        "python benchmarks/sc_lite9.py", args.steps, args.learning_rates)
+    print(doc.read_text() if doc.is_file() else "no results yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
