@@ -447,9 +447,11 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     # corrupt file is reported before any data is read.
     tflite_formats = [f for f in formats if f != KERAS]
     needed = set(tflite_formats) | {STREAM_FAMILY[f] for f in tflite_formats if f in STREAM_FAMILY}
-    weights = _digest(train_dir / training.BEST_WEIGHTS)
+    weights_path = train_dir / training.BEST_WEIGHTS
+    weights = _digest(weights_path)
     paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
-    to_export = [f for f, path in paths.items() if reexport or _stale(path, weights)]
+    to_export = [f for f, path in paths.items()
+                 if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
     for name, path in paths.items():
         if name not in to_export:
             exporting.read_tflite(path)
@@ -478,13 +480,12 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
                         "exclude": exclude}
         else:
             split = "testing"
-            audio, targets = training_data().arrays(split)
-            if not len(targets):  # e.g. a folder whose testing_list.txt names no clip of it
+            if not training_data().split_sizes[split]:  # e.g. an empty testing_list.txt
                 split = "validation"
-                audio, targets = training_data().arrays(split)
                 warnings.warn(f"{flags['data_dir']} has no testing clips: scoring on the "
                               "validation split instead (give --test_dir for a real test set)",
                               stacklevel=2)
+            audio, targets = training_data().arrays(split)
             test_set = {"source": "split", "name": f"{Path(flags['data_dir']).name} {split} split",
                         "path": str(Path(flags["data_dir"]).resolve()), "clips": int(len(targets)),
                         "exclude": []}
@@ -526,17 +527,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _stale(path: Path, weights_digest: str) -> bool:
-    """A format needs exporting when missing or exported from other weights. The weights'
-    digest, not file times, decides: a fresh clone gives every file the same age."""
+def _stale(path: Path, weights_digest: str, weights_time: float) -> bool:
+    """A format needs exporting when its folder is missing or it was exported from other
+    weights. The weights' digest recorded at export decides (a fresh clone gives every file the
+    same age); without one, file times do. A folder without its model is not re-exported
+    silently: reading it names the file."""
     if not path.parent.is_dir():
         return True
-    metadata = path.parent / exporting.METADATA_FILE
+    if not path.is_file():
+        return False
     try:
-        recorded = json.loads(metadata.read_text()).get("weights_sha256")
+        recorded = json.loads((path.parent / exporting.METADATA_FILE).read_text())
+        recorded = recorded.get("weights_sha256")
     except (OSError, ValueError):
         recorded = None
-    return path.is_file() and recorded != weights_digest
+    if recorded is None:
+        return path.stat().st_mtime < weights_time
+    return recorded != weights_digest
 
 
 def _record_weights(format_dir: Path, weights_digest: str) -> None:

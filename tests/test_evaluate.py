@@ -137,10 +137,14 @@ def test_exclude_needs_a_test_folder(untrained_train_dir):
 
 
 @pytest.mark.real_data
-def test_empty_testing_split_points_to_test_folders(untrained_train_dir):
+def test_empty_testing_split_falls_back_to_validation_with_a_warning(untrained_train_dir):
     # speech_commands_lite has an empty testing_list.txt: its testing split is empty.
-    code, _, err = run_cli(untrained_train_dir, "--formats", "keras")
-    assert code == 2 and "testing split" in err and "read_test_folder" in err
+    with pytest.warns(UserWarning, match="no testing clips.*--test_dir"):
+        code, out, err = run_cli(untrained_train_dir, "--formats", "keras", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["test_set"]["name"].endswith("validation split")
+    assert report["test_set"]["clips"] > 0
 
 
 @pytest.mark.real_data
