@@ -131,6 +131,18 @@ def markdown_table(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
+def baseline_line(models_dir: Path, test_dir: Path) -> str:
+    """The peer baseline (benchmarks/simple_audio_baseline.py), when it has been run."""
+    path = models_dir / "simple_audio_cnn" / report_name(test_dir)
+    if not path.is_file():
+        return ""
+    report = json.loads(path.read_text())
+    return (f"\nPeer baseline, trained the same way (`python benchmarks/simple_audio_baseline.py`):"
+            f" TensorFlow's simple-audio tutorial CNN, {report['params']:,} parameters, "
+            f"{_percent(report['formats']['keras'])}% float (Keras) on the same test clips, "
+            f"{report['training_seconds'] / 60:.1f} min of training.\n")
+
+
 def chart(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -174,7 +186,7 @@ def write_results(models_dir: Path, test_dir: Path, command: str, steps: str,
         f"{learning_rates}` and `{recipe}`. Test set: "
         f"{test_set.get('name', TEST_FOLDER)} ({test_set.get('clips', '?')} clips, "
         f"{EXCLUDE} left out). Accuracies in %; latency is LiteRT, 1 thread, median.\n\n"
-        + markdown_table(rows)
+        + markdown_table(rows) + baseline_line(models_dir, test_dir)
         + "\n![accuracy vs size and latency](results_sc_lite9.png)\n")
     return doc
 

@@ -196,11 +196,15 @@ class _TFLiteStream:
         from ai_edge_litert.interpreter import Interpreter
 
         if isinstance(model, Interpreter):
-            self.interpreter = model
+            self.interpreter, self._make = model, None
         elif isinstance(model, (bytes, bytearray)):
-            self.interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            content = bytes(model)
+            self._make = lambda: Interpreter(model_content=content, num_threads=num_threads)
         else:
-            self.interpreter = Interpreter(model_path=str(Path(model)), num_threads=num_threads)
+            path = str(Path(model))
+            self._make = lambda: Interpreter(model_path=path, num_threads=num_threads)
+        if self._make is not None:
+            self.interpreter = self._make()
         self.runner = self.interpreter.get_signature_runner()
         details = self.runner.get_input_details()
         if AUDIO_INPUT not in details:
@@ -214,7 +218,13 @@ class _TFLiteStream:
         self.states = {name: np.zeros(d["shape"], d["dtype"])
                        for name, d in self.state_specs.items()}
         if not self.external:
-            self.interpreter.reset_all_variables()
+            # LiteRT's reset_all_variables() leaves resource variables (the ring buffers) as they
+            # are (kwsnb.export), so a fresh stream needs a fresh interpreter (~0.5 ms).
+            if self._make is None:
+                raise ValueError("an internal-state model given as an Interpreter cannot be "
+                                 "reset; give its .tflite path or bytes")
+            self.interpreter = self._make()
+            self.runner = self.interpreter.get_signature_runner()
 
     def prime(self, packet: np.ndarray):
         if not self.external:

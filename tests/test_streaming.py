@@ -175,6 +175,13 @@ def check_tflite(non_stream: keras.Model, audio: np.ndarray):
     else:  # its audio buffer cannot be primed from outside: compare with Keras, unprimed
         keras_stream = streaming.StreamRunner(streaming.to_stream_internal(non_stream))
         assert_close(internal.run(audio[:CLIP]), keras_stream.run(audio[:CLIP]))
+    # reset() empties the ring buffers inside the TFLite model too.
+    internal.reset()
+    first = internal.run(audio[:CLIP])
+    carried = internal.run(audio[:CLIP])
+    internal.reset()
+    np.testing.assert_array_equal(internal.run(audio[:CLIP]), first)
+    assert np.abs(carried - first).max() > 0
 
 
 def test_tflite_stream_equals_non_stream_mobilenet(two_clips):
