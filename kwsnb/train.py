@@ -337,7 +337,10 @@ def _check_compatible(train_dir: Path, flags: dict[str, Any]) -> None:
         if key in flags and saved.get(key) != flags.get(key):
             raise TrainError(f"{train_dir} holds a {key} of {saved.get(key)!r}, not "
                              f"{flags.get(key)!r}: use another --train_dir or delete it")
-    if resolved_model_flags(saved) != resolved_model_flags(flags):
+    def as_saved(values):  # flags.json turns tuples into lists
+        return json.loads(json.dumps(values, default=str))
+
+    if as_saved(resolved_model_flags(saved)) != as_saved(resolved_model_flags(flags)):
         raise TrainError(f"{train_dir} was trained with other model flags "
                          f"({resolved_model_flags(saved)}); use another --train_dir or delete it")
 
@@ -420,6 +423,7 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     _check_compatible(train_dir, flags)
     previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
                         if (train_dir / FLAGS_FILE).is_file() else 0.0)
+    flags["training_seconds"] = previous_seconds
     train_dir.mkdir(parents=True, exist_ok=True)
     (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
 
@@ -462,7 +466,7 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
         _StepProgress(total=stages.total, initial=min(done_steps, stages.total)),
     ]
     if done_steps >= stages.total:
-        return load_flags(train_dir)  # already trained: keep its record (training time...)
+        return flags  # already trained
     model.fit(train_data, epochs=epochs, steps_per_epoch=interval, validation_data=validation_data,
               callbacks=callbacks, verbose=0, shuffle=False)  # the tf.data pipeline shuffles
     model.save_weights(train_dir / LAST_WEIGHTS)

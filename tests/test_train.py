@@ -79,6 +79,21 @@ def test_command_line_errors_name_the_flag(argv, message):
         training.build_model(flags)
 
 
+@pytest.mark.parametrize("name", models.MODELS)
+def test_a_train_dir_accepts_its_own_command_line_again(name, tmp_path):
+    # flags.json stores tuples such as "(3,1)" kernels as lists: still the same model.
+    flags = training.parse_command_line(seed.seed_command(name, "/data", str(tmp_path)))
+    train_dir = Path(flags["train_dir"])
+    train_dir.mkdir(parents=True)
+    saved = {**flags, "labels": ["_silence_", "_unknown_", "yes"]}
+    (train_dir / training.FLAGS_FILE).write_text(json.dumps(saved, default=str))
+    training._check_compatible(train_dir, saved)
+    changed = training.parse_command_line(
+        seed.seed_command(name, "/data", str(tmp_path), extra=["--dct_num_features", "10"]))
+    with pytest.raises(training.TrainError, match="other model flags"):
+        training._check_compatible(train_dir, {**changed, "labels": saved["labels"]})
+
+
 def test_bad_schedule_is_refused_before_any_data_is_read(tmp_path):
     argv = quick_argv(tmp_path / "no_data", tmp_path / "run", steps="40,40,40")
     with pytest.raises(training.TrainError, match="same length"):
@@ -156,6 +171,13 @@ def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir,
     argv = quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])
     again, (report,) = training.run(argv, progress=False)
     assert again["training_seconds"] == flags["training_seconds"]
+    # Training a finished train_dir again trains nothing and keeps its record.
+    rows = (train_dir / training.TRAINING_LOG).read_text()
+    finished = training.train(training.parse_command_line(quick_argv(synthetic_dir, train_dir)))
+    assert finished["training_seconds"] == flags["training_seconds"]
+    assert (train_dir / training.TRAINING_LOG).read_text() == rows
+    assert json.loads((train_dir / training.FLAGS_FILE).read_text())["training_seconds"] == \
+        flags["training_seconds"]
     assert report["model"] == "svdf"
     with pytest.raises(training.TrainError, match="holds a svdf model"):
         training.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet",
