@@ -242,13 +242,13 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
         """MFCCs of every clip from the model's float front end (tflite_features_int8's input)."""
         if not cached_features:
             front_end, _ = exporting.split_front_end(model)
-            cached_features.append(front_end.predict(audio, batch_size=100, verbose=0))
+            cached_features.append(exporting.predict_batches(front_end, audio))
         return cached_features[0]
 
     def non_stream_predictions(name: str) -> np.ndarray:
         if name not in predictions:
             if name == KERAS:
-                predictions[name] = model.predict(audio, batch_size=100, verbose=0).argmax(-1)
+                predictions[name] = exporting.predict_batches(model, audio).argmax(-1)
             else:
                 inputs = features() if name == "tflite_features_int8" else audio
                 predictions[name] = predict_non_stream(load(name), inputs, progress).argmax(-1)

@@ -231,7 +231,9 @@ def split_front_end(model):
 
     mfcc = front_end_layer(model)
     try:
-        front_end = keras.Model(model.inputs, mfcc.output, name=f"{model.name}_front_end")
+        # One input as a tensor, not a one-element list: callers pass an array.
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        front_end = keras.Model(inputs, mfcc.output, name=f"{model.name}_front_end")
         body = keras.Model(mfcc.output, model.outputs[0], name=f"{model.name}_body")
     except (AttributeError, ValueError) as error:
         raise ExportError(f"cannot split model {model.name!r} at its MFCC layer ({error}); the "
@@ -520,7 +522,7 @@ def convert_features_int8(model, representative_audio: np.ndarray) -> bytes:
     import tensorflow as tf
 
     front_end, body = split_front_end(model)
-    features = front_end.predict(_as_audio(representative_audio), batch_size=100, verbose=0)
+    features = predict_batches(front_end, _as_audio(representative_audio))
 
     def representative():
         for feature in features:
@@ -639,6 +641,14 @@ def convert_stream_internal(stream_model) -> bytes:
         converter.experimental_enable_resource_variables = True
 
     return _convert(stream_model, "internal-state float model", configure)
+
+
+def predict_batches(model, inputs: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    """``model``'s outputs for ``inputs``, batch by batch, eagerly: ``model.predict`` would
+    trace a new function per model, and TensorFlow warns about retracing after a few."""
+    outputs = [np.asarray(model(inputs[start:start + batch_size], training=False))
+               for start in range(0, len(inputs), batch_size)]
+    return np.concatenate(outputs)
 
 
 def _as_audio(audio) -> np.ndarray:
