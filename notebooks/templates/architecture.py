@@ -1,0 +1,251 @@
+# Template of the eight architecture notebooks: `python -m kwsnb.notebooks` renders it into
+# notebooks/<architecture>.ipynb with the {{placeholders}} filled in from the model module's
+# docstring and CHANGES and from kwsnb.seed (see kwsnb/notebooks.py). Edit this file, not the
+# notebooks.
+
+# %% [markdown]
+# # {{name}}
+#
+# {{colab_badge}}
+#
+# {{summary}}
+#
+# This notebook trains it with the seed's recipe (Google Research's kws_streaming, "models with
+# 30k parameters"), looks at how it learned, exports it to TFLite (float, dynamic range, int8),
+# measures every format, streams it 20 ms at a time over a long recording, and lets you try it
+# on a clip of your own. All the work is done by the `kwsnb` package; the notebook only calls it
+# and shows the results.
+
+# %%
+# Setup: installs kwsnb where it is missing (Colab, a fresh environment); elsewhere nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("kwsnb") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{{install_spec}}"])
+if "google.colab" in sys.modules:  # ipywidgets 8 needs Colab's custom widget manager
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+# %% [markdown]
+# ## Parameters
+#
+# The defaults are the seed's full recipe: Speech Commands V2 (downloaded, 2.3 GB), 80,000
+# training steps, every TFLite format — hours on a CPU, about an hour on a GPU. `quick = True`
+# runs every step in a few minutes on two CPU cores (it learns little: a smoke run). With
+# papermill: `papermill {{name}}.ipynb out.ipynb -p quick True -p data_source synthetic`.
+
+# %% tags=["parameters"]
+data_source = "speech_commands"  # "speech_commands" (official V2), "synthetic" (offline TTS), or a URL / archive / folder
+data_dir = "data/speech_commands_v2"  # where the data is (or is put)
+models_dir = "models"  # the model is trained into models_dir/{{name}}
+training_steps = None  # None: the seed's "20000,20000,20000,20000"
+learning_rates = None  # None: the seed's "0.001,0.0005,0.0001,0.00002" (one per stage)
+wanted_words = None  # None: the seed's ten keywords, plus _silence_ and _unknown_
+test_dir = None  # also score on a folder in the official test-set layout
+test_exclude = ""  # its label folders to leave out, e.g. "go,on,off"
+quick = False  # True: the few-minute preset (kwsnb.notebooks.QUICK)
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Audio, Markdown
+
+from kwsnb import evaluate, models, notebooks, plots, seed, streaming, widgets
+from kwsnb import train as training
+
+MODEL = "{{name}}"
+run = notebooks.settings(quick, training_steps, learning_rates)
+run
+
+# %% [markdown]
+# ## The architecture
+#
+# {{structure}}
+#
+# kwsnb builds it from the seed's flags, with the MFCC front end inside the model: it takes raw
+# 16 kHz audio and returns one logit per label.
+
+# %%
+model = models.build(MODEL)
+plots.model_summary(model, seed_params=models.architecture(MODEL).SEED_PARAMS)
+
+# %%
+plots.parameters_per_layer(model);
+
+# %% [markdown]
+# ### What kwsnb changed so that it streams
+#
+# In one line: {{changes}}.
+#
+# {{streaming_changes}}
+
+# %% [markdown]
+# ## The seed's recipe
+#
+# The seed's command line for {{name}} ({{seed_source}}), as `kwsnb.seed.seed_command` runs it
+# with `python -m kwsnb.train` (the module name is the only difference):
+#
+# ```bash
+# {{seed_command}}
+# ```
+#
+# {{command_notes}}
+#
+# What the seed published for it (Speech Commands V2, 12 labels; "quant" is dynamic-range
+# quantization; latency on a Pixel 4 phone):
+#
+# {{published_table}}
+
+# %% [markdown]
+# ## Data
+#
+# `00_data_setup.ipynb` looks at the data in detail. Here it only has to be there: an existing
+# Speech Commands folder in `data_dir` is used as it is, otherwise `data_source` makes one.
+
+# %%
+data_dir = notebooks.prepare_data(data_source, data_dir, quick=quick)
+
+# %% [markdown]
+# ## Training
+#
+# The seed's command line, run by `kwsnb.train` (only the steps change in the quick preset).
+# It keeps the weights with the best validation accuracy, logs to TensorBoard
+# (`models_dir/{{name}}/logs`) and resumes where it stopped if the kernel dies: run the cell
+# again.
+
+# %%
+argv = seed.seed_command(MODEL, str(data_dir), str(models_dir), steps=run.steps,
+                         learning_rates=run.learning_rates,
+                         extra=run.training_flags(wanted_words))
+flags = training.train(training.parse_command_line(argv))
+train_dir = Path(flags["train_dir"])
+
+# %%
+plots.training_curves(train_dir, title=f"{MODEL}: training");
+
+# %% [markdown]
+# ### Which words it confuses
+#
+# The trained Keras model on the test clips (the data set's testing split, or `test_dir`):
+# rows are the true labels, columns what the model said.
+
+# %%
+model, flags = training.load_trained_model(train_dir)
+labels = flags["labels"]
+test_audio, test_labels, test_name = notebooks.test_clips(flags, test_dir, test_exclude)
+predictions = model.predict(test_audio, batch_size=100, verbose=0).argmax(-1)
+plots.confusion_matrix(test_labels, predictions, labels, title=f"{MODEL} on {test_name}");
+
+# %% [markdown]
+# ## Export, quantize, measure
+#
+# `kwsnb.evaluate` exports the model to TFLite and measures each format on the same clips:
+#
+# - **float**: raw audio in, float32 throughout;
+# - **dynamic range**: the seed's "quant" — int8 weights, float activations;
+# - **int8**: weights and activations int8, calibrated on training clips; the MFCC front end
+#   stays float (quantizing it ruins the features), so audio goes in and logits come out as
+#   float32. The front end ends by scaling each coefficient to unit RMS (set from training
+#   audio before training), so that one int8 scale serves all 40 coefficients;
+# - **int8, MFCC in**: the body alone, for microcontrollers that compute MFCCs themselves;
+# - **stream** formats: one 20 ms packet per call, the model's memory either passed in and out
+#   (external state) or kept inside (internal state).
+#
+# Latency is the median of single-threaded LiteRT calls on this machine (per clip, or per
+# 20 ms packet for stream formats).
+
+# %%
+report = evaluate.evaluate_train_dir(train_dir, formats=run.formats,
+                                     stream_clips=run.stream_clips,
+                                     latency_runs=run.latency_runs, progress=False)
+plots.report_table(report)
+
+# %%
+plots.report_chart(report);
+
+# %% [markdown]
+# With `test_dir` set, the same measurements on that folder (written to
+# `report_<folder>.json` beside `report.json`):
+
+# %%
+if test_dir:
+    test_report = evaluate.evaluate_train_dir(train_dir, test_dir=test_dir,
+                                              exclude=test_exclude.split(","),
+                                              formats=run.formats,
+                                              stream_clips=run.stream_clips,
+                                              latency_runs=run.latency_runs, progress=False)
+    display(plots.report_table(test_report))
+
+# %% [markdown]
+# ## Streaming
+#
+# The same weights in a streaming model: it takes one 320-sample packet (20 ms) per call and
+# keeps what it needs of the past in ring buffers. Converting builds the architecture in
+# streaming mode and copies the weights by layer name. The proof that nothing changed: feed two
+# test words packet by packet and compare with the non-stream model on the same audio.
+
+# %%
+stream_model = streaming.to_stream_external(model)
+runner = streaming.StreamRunner(stream_model)
+two_words = np.concatenate(test_audio[test_labels >= 2][:2])
+figure, difference = plots.stream_vs_non_stream(model, runner, two_words, labels)
+print(f"largest difference between streaming and non-stream logits: {difference:.1e}")
+
+# %% [markdown]
+# ### A long recording
+#
+# Held-out words placed at random over background noise — a few minutes of "always-on"
+# listening. The streaming model runs over all of it; a keyword fires when its smoothed
+# probability crosses the threshold. Every word not detected is a miss, every detection where
+# no such word was spoken a false accept.
+
+# %%
+recording = streaming.make_long_recording(test_audio, test_labels, labels, noise=data_dir,
+                                          duration_s=run.recording_seconds, seed=0)
+detection = streaming.detect(train_dir / run.stream_format, recording, labels)
+summary = detection.summary()
+Markdown(f"{run.stream_format} over {summary['duration_s'] / 60:.1f} min: "
+         f"{summary['hits']} of {summary['keyword_events']} keywords found (miss rate "
+         f"{100 * summary['miss_rate']:.0f}%), {summary['false_accepts']} false accepts "
+         f"({summary['false_accepts_per_hour']:.0f} per hour).")
+
+# %%
+detection.plot(max_seconds=60);
+
+# %%
+Audio(recording.audio[:10 * recording.sample_rate], rate=recording.sample_rate)
+
+# %% [markdown]
+# The threshold trades misses against false accepts: the same run scored at other thresholds.
+
+# %%
+plots.detection_tradeoff(streaming.sweep_thresholds(detection), title=f"{MODEL}: {run.stream_format}");
+
+# %% [markdown]
+# ## Try it
+#
+# The int8 model (what a device would run) on a test clip; below, pick another clip or upload
+# a recording of your own (its loudest second is used).
+
+# %%
+int8_model = train_dir / "tflite_int8" / "model.tflite"
+first_word = int(np.flatnonzero(test_labels >= 2)[0])
+predict = widgets.predictor(int8_model)
+plots.probabilities(predict(test_audio[first_word]), labels, true_label=test_labels[first_word],
+                    title=f"clip #{first_word}: prediction of the int8 model");
+
+# %%
+widgets.classifier(int8_model, test_audio, labels, test_labels);
+
+# %% [markdown]
+# ## Next
+#
+# - `compare_30k.ipynb` puts the eight architectures side by side, beside the seed's published
+#   numbers (it reads every `report.json` under `models_dir`).
+# - Everything this notebook made is in `models_dir/{{name}}/`: `flags.json`, the weights,
+#   `training_log.csv`, TensorBoard logs, one folder per TFLite format and `report.json`.
