@@ -25,7 +25,8 @@ What is measured:
   agreement can be slightly below 100%. ``prime_audio_state=True`` starts external-state models
   with the clip's first packet in the audio buffer instead (the stream then sees exactly the
   non-stream frames). ``agreement`` is the share of clips whose stream prediction equals the
-  non-stream model's of the same precision (``agreement_with``). Stream formats run on
+  non-stream model's of the same precision (``agreement_with``); external-state formats also
+  report ``agreement_primed``, the same measure on primed streams. Stream formats run on
   ``stream_clips`` clips drawn at random (every clip when None), recorded as ``clips``.
 * **size_bytes** - the .tflite file; for ``keras`` the float32 weights.
 * **latency_ms** - median of ``latency_runs`` single-threaded ``invoke()`` calls of LiteRT's
@@ -275,17 +276,23 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
             entry["front_end_bytes"] = _metadata(tflite_paths[name]).get("front_end_bytes")
         if name in exporting.STREAM_FORMATS:
             metadata = _metadata(tflite_paths[name])
-            if name.startswith("tflite_stream_external"):
-                logits = predict_stream_external(runner, audio[subset], metadata,
-                                                 prime_audio_state, progress)
-                entry["primed"] = bool(prime_audio_state and metadata.get("audio_state"))
-            else:
-                logits = predict_stream_internal(runner, audio[subset], progress)
-            predicted = logits.argmax(-1)
             family = STREAM_FAMILY[name]
             if family not in tflite_paths:
                 family = KERAS
             reference = non_stream_predictions(family)[subset]
+            if name.startswith("tflite_stream_external"):
+                logits = predict_stream_external(runner, audio[subset], metadata,
+                                                 prime_audio_state, progress)
+                entry["primed"] = bool(prime_audio_state and metadata.get("audio_state"))
+                if metadata.get("audio_state") and not prime_audio_state:
+                    # The same audio as the non-stream model sees (no half-zero first frame):
+                    # what separates precision effects from the reset protocol's.
+                    primed = predict_stream_external(runner, audio[subset], metadata, True,
+                                                     progress).argmax(-1)
+                    entry["agreement_primed"] = float(np.mean(primed == reference))
+            else:
+                logits = predict_stream_internal(runner, audio[subset], progress)
+            predicted = logits.argmax(-1)
             entry.update(accuracy=float(np.mean(predicted == labels[subset])),
                          agreement=float(np.mean(predicted == reference)),
                          agreement_with=family, clips=int(len(subset)),
@@ -364,7 +371,8 @@ def format_report(report: dict) -> str:
     if test:
         excluded = f"; excluded {', '.join(test['exclude'])}" if test.get("exclude") else ""
         lines.append(f"test set: {test.get('name', '?')} ({test.get('clips', '?'):,} clips{excluded})")
-    header = f"{'format':<30} {'accuracy':>9} {'size KB':>9} {'latency ms':>11} {'agreement':>10}"
+    header = (f"{'format':<30} {'accuracy':>9} {'size KB':>9} {'latency ms':>11} "
+              f"{'agreement':>10} {'primed':>8}")
     lines += ["", header, "-" * len(header)]
     for name, entry in report["formats"].items():
         if "error" in entry:
@@ -374,14 +382,18 @@ def format_report(report: dict) -> str:
         size = f"{entry['size_bytes'] / 1024:.1f}"
         latency = "-" if entry.get("latency_ms") is None else f"{entry['latency_ms']:.3f}"
         agreement = f"{100 * entry['agreement']:.2f}%" if "agreement" in entry else ""
-        lines.append(f"{name:<30} {accuracy:>9} {size:>9} {latency:>11} {agreement:>10}")
+        primed = (f"{100 * entry['agreement_primed']:.2f}%" if "agreement_primed" in entry
+                  else "")
+        lines.append(f"{name:<30} {accuracy:>9} {size:>9} {latency:>11} {agreement:>10} "
+                     f"{primed:>8}".rstrip())
     notes = []
     streams = [e for n, e in report["formats"].items() if n in STREAM_FAMILY and "clips" in e]
     if streams:
         notes.append(f"stream formats: {streams[0]['clips']:,} clips, "
                      f"{streams[0]['packets_per_clip']} packets each, states reset per clip; "
                      "latency per 20 ms packet; agreement = same prediction as the non-stream "
-                     "model of the same precision")
+                     "model of the same precision; primed = the same, with the clip's first "
+                     "packet put in the audio buffer (the non-stream model's exact frames)")
     front_end = [e["front_end_bytes"] for e in report["formats"].values()
                  if e.get("front_end_bytes")]
     if front_end:
@@ -389,8 +401,9 @@ def format_report(report: dict) -> str:
                      f"DCT): {max(front_end) / 1024:.1f} KB of each raw-audio model")
     features = report["formats"].get("tflite_features_int8", {})
     if "input_scale" in features:
-        notes.append(f"tflite_features_int8 input: int8 = round(mfcc / {features['input_scale']:.6g})"
-                     f" + {features['input_zero_point']}")
+        notes.append("tflite_features_int8 input: int8 = round(mfcc * coefficient_scale / "
+                     f"{features['input_scale']:.6g}) + {features['input_zero_point']} "
+                     "(coefficient_scale: the front end's, in the format's metadata.json)")
     notes.append("latency: " + report.get("measurement", {}).get("latency", ""))
     return "\n".join(lines + [""] + notes) + "\n"
 

@@ -324,7 +324,13 @@ def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
     path = train_dir / weights
     if not path.is_file():
         raise TrainError(f"{path} not found: train the model first (--train 1)")
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise TrainError(f"{path} does not fit the {flags['model_name']} model of "
+                         f"{train_dir / FLAGS_FILE} ({error}); it was written by another model or "
+                         "an older kwsnb (before the front end's coefficient_scale): retrain "
+                         "it") from None
     return model, flags
 
 
@@ -421,6 +427,7 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     model = build_model(flags)
     flags["params"] = models.count_params(model)
     _check_compatible(train_dir, flags)
+    adapt_front_end(model, dataset, flags)
     previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
                         if (train_dir / FLAGS_FILE).is_file() else 0.0)
     flags["training_seconds"] = previous_seconds
@@ -476,6 +483,21 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     flags["training_seconds"] = round(previous_seconds + time.monotonic() - started, 1)
     (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
     return flags
+
+
+ADAPTATION_CLIPS = 1000
+
+
+def adapt_front_end(model, dataset, flags: dict[str, Any], clips: int = ADAPTATION_CLIPS):
+    """Sets the front end's per-coefficient scale from augmented training clips (see
+    ``kwsnb.features.MFCC.adapt``: it gives an int8 body's input equal resolution on every
+    coefficient). A resumed run gets the scale back from its backup with the other weights."""
+    from kwsnb import export as exporting
+
+    batch = dataset.dataset("training", batch_size=clips, augment=True, shuffle=True,
+                            repeat=False, seed=flags["random_seed"])
+    audio, _ = next(iter(batch))
+    exporting.mfcc_of(exporting.front_end_layer(model)).adapt(audio.numpy())
 
 
 def _log_learning_rate(optimizer):

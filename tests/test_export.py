@@ -57,6 +57,7 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
                                                     progress=False)
     keras.utils.set_random_seed(0)
     model = small_model()
+    exporting.mfcc_of(exporting.front_end_layer(model)).adapt(train_audio[::4])  # as training does
     front_end, body = exporting.split_front_end(model)
     features = front_end.predict(train_audio, batch_size=200, verbose=0)
     body.compile(keras.optimizers.Adam(3e-3),
@@ -181,6 +182,25 @@ def test_features_int8_model_has_int8_io(untrained, clips):
     assert not {"RFFT2D", "LOG"} & set(exporting.operator_names(content)), "front end included"
 
 
+def test_adapted_front_end_gives_int8_features_fine_steps(clips):
+    """One int8 scale covers every coefficient: unadapted, coefficient 0 (about -350..40) sets a
+    step that leaves the small coefficients a few levels; adapted, every RMS is 1."""
+    from kwsnb import export as exporting
+
+    model = small_model()
+    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+
+    def features_step():
+        (features,) = exporting.describe_io(
+            exporting.convert_features_int8(model, clips))["inputs"].values()
+        return features["scale"]
+
+    raw_step = features_step()
+    front_end.adapt(clips)
+    adapted_step = features_step()
+    assert raw_step > 0.5 and adapted_step < raw_step / 10, (raw_step, adapted_step)
+
+
 def test_model_needing_non_builtin_ops_is_refused():
     import keras
     import tensorflow as tf
@@ -279,6 +299,7 @@ def test_export_writes_every_format_with_metadata(exported, task):
     features = json.loads((exported["tflite_features_int8"].parent /
                            exporting.METADATA_FILE).read_text())
     assert features["input_quantization"]["scale"] > 0
+    assert len(features["input_quantization"]["coefficient_scale"]) == 20
     assert features["feature_flags"]["dct_num_features"] == 20
     # Quantization shrinks the body; the float front end's constants (mel and DCT matrices)
     # stay in every raw-audio model and dominate a small model's size.

@@ -257,7 +257,25 @@ def test_keras_serialization_round_trip(tmp_path):
     chirp = np.sin(2 * np.pi * np.cumsum(np.linspace(100, 7000, CLIP_SAMPLES)) / 16000)
     chirp = chirp[None].astype(np.float32)
     np.testing.assert_array_equal(restored(chirp).numpy(), model(chirp).numpy())
-    assert model.count_params() == 0
+    # The one weight is the non-trainable coefficient scale, ones until adapted.
+    assert [w.name for w in model.weights] == ["coefficient_scale"]
+    assert not model.trainable_weights
+    np.testing.assert_array_equal(layer.coefficient_scale.numpy(), np.ones(30))
+
+
+def test_adapt_gives_every_coefficient_unit_rms(synthetic_clips):
+    layer = MFCC()
+    unscaled = layer(synthetic_clips).numpy()  # scale still ones: the seed's MFCCs
+    np.testing.assert_allclose(unscaled, reference.mfcc(synthetic_clips), atol=MFCC_TOLERANCE,
+                               rtol=0)
+    rms = np.sqrt(np.mean(unscaled ** 2, axis=(0, 1)))
+    assert rms[0] > 50 * rms[-1]  # why adapt exists: coefficient 0 dwarfs the others
+    scale = layer.adapt(synthetic_clips, batch_size=4)
+    scaled = layer(synthetic_clips).numpy()
+    np.testing.assert_allclose(scaled, unscaled * scale, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.mean(scaled ** 2, axis=(0, 1))), 1.0, rtol=1e-3)
+    with pytest.raises(ValueError, match="adapt needs audio shaped"):
+        layer.adapt(synthetic_clips[0])
 
 
 @pytest.mark.parametrize("flags,named", [

@@ -14,7 +14,13 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    normalisation, only FFT bins in the op's start/end range) as a constant matmul;
 5. ``log(max(mel, 1e-12))``;
 6. DCT-II scaled by ``sqrt(2 / mel_num_bins)`` on every row, first ``dct_num_features`` rows,
-   as a constant matmul.
+   as a constant matmul;
+7. each coefficient times ``coefficient_scale`` (a non-trainable weight, ones until
+   ``MFCC.adapt`` sets it to 1 / RMS of that coefficient on training audio). Why: coefficient 0
+   spans about -350..40 while coefficients 20-39 have an RMS near 0.6, so one int8 scale for the
+   whole feature tensor (what an int8 body sees) left the higher coefficients two or three
+   levels. Scaled, every coefficient has an RMS of 1. Scale only, no mean: a zero frame (the
+   causal models' padding) stays a zero frame.
 
 Frames are independent, so the layer streams exactly: one ``frame_samples`` window (the previous
 ``frame_samples - packet_samples`` samples plus the new packet) gives one frame.
@@ -210,7 +216,9 @@ class MFCC(keras.layers.Layer):
     ``frames = num_frames(samples)``: 49 for 16000 samples, exactly 1 for ``frame_samples`` (640)
     samples, which is how a streaming model uses it (a ring buffer of the previous
     ``frame_samples - packet_samples`` samples plus the new ``packet_samples`` packet).
-    The layer has no weights: the window, filterbank and DCT are constants of the graph.
+    The window, filterbank and DCT are constants of the graph; the one weight,
+    ``coefficient_scale`` [dct_num_features] (non-trainable, ones by default), is set from data by
+    ``adapt`` before training and saved with the model's weights.
     """
 
     def __init__(self,
@@ -265,7 +273,31 @@ class MFCC(keras.layers.Layer):
 
     def build(self, input_shape):
         self._check_input_shape(input_shape)
+        self.coefficient_scale = self.add_weight(
+            name="coefficient_scale", shape=(self.flags["dct_num_features"],),
+            initializer="ones", trainable=False)
         super().build(input_shape)
+
+    def adapt(self, audio, batch_size: int = 100) -> np.ndarray:
+        """Sets ``coefficient_scale`` to 1 / RMS of each coefficient over ``audio`` [n, samples]
+        (training clips, augmented as in training); returns the scale. Builds the layer if
+        needed."""
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 2 or not len(audio):
+            raise ValueError(f"{self.name}: adapt needs audio shaped [clips, samples], got "
+                             f"shape {audio.shape}")
+        if not self.built:
+            self.build((None, audio.shape[-1]))
+        square_sum = np.zeros(self.flags["dct_num_features"], np.float64)
+        count = 0
+        for start in range(0, len(audio), batch_size):
+            features = self.unscaled(tf.constant(audio[start:start + batch_size])).numpy()
+            square_sum += np.square(features, dtype=np.float64).sum(axis=(0, 1))
+            count += features.shape[0] * features.shape[1]
+        rms = np.sqrt(square_sum / count)
+        scale = (1.0 / np.maximum(rms, 1e-6)).astype(np.float32)
+        self.coefficient_scale.assign(scale)
+        return scale
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[-1]
@@ -310,8 +342,12 @@ class MFCC(keras.layers.Layer):
         mel = tf.matmul(magnitude, tf.constant(self._mel_matrix))
         return tf.math.log(tf.maximum(mel, LOG_FLOOR))
 
+    def unscaled(self, audio):
+        """The seed's MFCCs [batch, frames, dct_num_features], before ``coefficient_scale``."""
+        return tf.matmul(self.log_mel_spectrogram(audio), tf.constant(self._dct_matrix))
+
     def call(self, inputs):
-        return tf.matmul(self.log_mel_spectrogram(inputs), tf.constant(self._dct_matrix))
+        return self.unscaled(inputs) * self.coefficient_scale
 
     def get_config(self):
         return {**super().get_config(), **self.flags}
