@@ -33,7 +33,7 @@ WANTED_WORDS = "yes,no,up,down,left,right,stop"
 EXCLUDE = "go,on,off"
 TEST_FOLDER = "speech_commands_test_lite"
 # The recipe: the seed's command line per architecture, then these flags (they win).
-STEPS = "2000,1000"
+STEPS = "3000,1000"
 LEARNING_RATES = "0.001,0.0002"
 RECIPE = [
     "--data_url", "",

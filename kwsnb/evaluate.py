@@ -401,9 +401,10 @@ def format_report(report: dict) -> str:
                      f"DCT): {max(front_end) / 1024:.1f} KB of each raw-audio model")
     features = report["formats"].get("tflite_features_int8", {})
     if "input_scale" in features:
-        notes.append("tflite_features_int8 input: int8 = round(mfcc * coefficient_scale / "
-                     f"{features['input_scale']:.6g}) + {features['input_zero_point']} "
-                     "(coefficient_scale: the front end's, in the format's metadata.json)")
+        notes.append("tflite_features_int8 input: int8 = round((mfcc - coefficient_mean) * "
+                     f"coefficient_scale / {features['input_scale']:.6g}) + "
+                     f"{features['input_zero_point']} (the front end's standardization: in the "
+                     "format's metadata.json)")
     notes.append("latency: " + report.get("measurement", {}).get("latency", ""))
     return "\n".join(lines + [""] + notes) + "\n"
 

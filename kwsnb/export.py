@@ -762,12 +762,14 @@ def _metadata(name: str, content: bytes, graph_model, labels: Sequence[str] | No
     if name == "tflite_features_int8":
         metadata["front_end_bytes"] = 0
         (spec,) = metadata["inputs"].values()
-        # A device computes the seed's MFCCs itself: it needs the front end's per-coefficient
-        # scale as well as the input's quantization.
+        # A device computes the seed's MFCCs itself: it needs the front end's standardization
+        # as well as the input's quantization.
         metadata["input_quantization"] = {
             "scale": spec["scale"], "zero_point": spec["zero_point"],
+            "coefficient_mean": [float(v) for v in mfcc.coefficient_mean.numpy()],
             "coefficient_scale": [float(v) for v in mfcc.coefficient_scale.numpy()],
-            "how": "int8 = clip(round(mfcc * coefficient_scale / scale) + zero_point, -128, 127)"}
+            "how": "int8 = clip(round((mfcc - coefficient_mean) * coefficient_scale / scale) "
+                   "+ zero_point, -128, 127)"}
         return metadata
     front_end_name = front_end_layer(graph_model).name
     metadata["front_end_bytes"] = front_end_constant_bytes(content, front_end_name)

@@ -257,23 +257,29 @@ def test_keras_serialization_round_trip(tmp_path):
     chirp = np.sin(2 * np.pi * np.cumsum(np.linspace(100, 7000, CLIP_SAMPLES)) / 16000)
     chirp = chirp[None].astype(np.float32)
     np.testing.assert_array_equal(restored(chirp).numpy(), model(chirp).numpy())
-    # The one weight is the non-trainable coefficient scale, ones until adapted.
-    assert [w.name for w in model.weights] == ["coefficient_scale"]
+    # The weights are the non-trainable standardization, the identity until adapted.
+    assert [w.name for w in model.weights] == ["coefficient_mean", "coefficient_scale"]
     assert not model.trainable_weights
+    np.testing.assert_array_equal(layer.coefficient_mean.numpy(), np.zeros(30))
     np.testing.assert_array_equal(layer.coefficient_scale.numpy(), np.ones(30))
 
 
-def test_adapt_gives_every_coefficient_unit_rms(synthetic_clips):
+def test_adapt_centres_and_caps_coefficient_spreads(synthetic_clips):
     layer = MFCC()
-    unscaled = layer(synthetic_clips).numpy()  # scale still ones: the seed's MFCCs
+    unscaled = layer(synthetic_clips).numpy()  # not adapted yet: the seed's MFCCs
     np.testing.assert_allclose(unscaled, reference.mfcc(synthetic_clips), atol=MFCC_TOLERANCE,
                                rtol=0)
-    rms = np.sqrt(np.mean(unscaled ** 2, axis=(0, 1)))
-    assert rms[0] > 50 * rms[-1]  # why adapt exists: coefficient 0 dwarfs the others
-    scale = layer.adapt(synthetic_clips, batch_size=4)
-    scaled = layer(synthetic_clips).numpy()
-    np.testing.assert_allclose(scaled, unscaled * scale, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(np.sqrt(np.mean(scaled ** 2, axis=(0, 1))), 1.0, rtol=1e-3)
+    spread = unscaled.std(axis=(0, 1))
+    assert spread[0] > 20 * spread[-1]  # why adapt exists: coefficient 0 dwarfs the others
+    mean, scale = layer.adapt(synthetic_clips, batch_size=4)
+    adapted = layer(synthetic_clips).numpy()
+    np.testing.assert_allclose(adapted, (unscaled - mean) * scale, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adapted.mean(axis=(0, 1)), 0.0, atol=1e-3)
+    # Coefficient 0 is brought down to the widest other spread; the others keep theirs.
+    ceiling = spread[1:].max()
+    np.testing.assert_allclose(adapted.std(axis=(0, 1))[0], ceiling, rtol=1e-3)
+    np.testing.assert_allclose(adapted.std(axis=(0, 1))[1:], spread[1:], rtol=1e-3)
+    assert scale[0] < 0.5 and np.all(scale[1:] == 1.0)
     with pytest.raises(ValueError, match="adapt needs audio shaped"):
         layer.adapt(synthetic_clips[0])
 
