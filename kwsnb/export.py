@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -393,10 +394,16 @@ def _quiet():
         warnings.simplefilter("ignore")
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        # In Jupyter, sys.stdout/stderr are the kernel's streams, not file descriptors 1 and 2,
+        # and TensorFlow's Python logger ("Assets written to ...") writes through them.
+        tf_logger = logging.getLogger("tensorflow")
+        level = tf_logger.level
+        tf_logger.setLevel(logging.ERROR)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 yield
         finally:
+            tf_logger.setLevel(level)
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved[0], 1)
