@@ -141,6 +141,28 @@ def markdown_table(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
+def per_label_table(models_dir: Path, test_dir: Path, rows: list[dict]) -> str:
+    """Accuracy per test label of each trained (float Keras) model: where the errors are."""
+    import numpy as np
+
+    from kwsnb import data
+    from kwsnb import export as exporting
+
+    if not rows:
+        return ""
+    labels = rows[0]["report"]["labels"]
+    audio, truth = data.read_test_folder(test_dir, labels, EXCLUDE.split(","), progress=False)
+    lines = ["| model | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for row in rows:
+        model, _ = training.load_trained_model(models_dir / row["name"])
+        predicted = exporting.predict_batches(model, audio).argmax(-1)
+        cells = [f"{100 * np.mean(predicted[truth == i] == i):.1f}" for i in range(len(labels))]
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    counts = " | ".join(f"{int(np.sum(truth == i))}" for i in range(len(labels)))
+    lines.append(f"| (clips) | {counts} |")
+    return ("\n## Accuracy per label (float, %)\n\n" + "\n".join(lines) + "\n")
+
+
 def baseline_line(models_dir: Path, test_dir: Path) -> str:
     """The peer baseline (benchmarks/simple_audio_baseline.py), when it has been run."""
     path = models_dir / "simple_audio_cnn" / report_name(test_dir)
@@ -197,7 +219,10 @@ def write_results(models_dir: Path, test_dir: Path, command: str, steps: str,
         f"{test_set.get('name', TEST_FOLDER)} ({test_set.get('clips', '?')} clips, "
         f"{EXCLUDE} left out). Accuracies in %; latency is LiteRT, 1 thread, median.\n\n"
         + markdown_table(rows) + baseline_line(models_dir, test_dir)
-        + "\n![accuracy vs size and latency](results_sc_lite9.png)\n")
+        + "\n![accuracy vs size and latency](results_sc_lite9.png)\n"
+        + per_label_table(models_dir, test_dir, rows)
+        + "\nWhat these numbers taught us, and what changed because of them: "
+          "[sc_lite9_findings.md](sc_lite9_findings.md).\n")
     return doc
 
 

@@ -403,7 +403,7 @@ def format_report(report: dict) -> str:
     if "input_scale" in features:
         notes.append("tflite_features_int8 input: int8 = round((mfcc - coefficient_mean) * "
                      f"coefficient_scale / {features['input_scale']:.6g}) + "
-                     f"{features['input_zero_point']} (the front end's standardization: in the "
+                     f"{features['input_zero_point']} (the front end's normalization: in the "
                      "format's metadata.json)")
     notes.append("latency: " + report.get("measurement", {}).get("latency", ""))
     return "\n".join(lines + [""] + notes) + "\n"

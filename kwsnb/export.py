@@ -769,7 +769,7 @@ def _metadata(name: str, content: bytes, graph_model, labels: Sequence[str] | No
     if name == "tflite_features_int8":
         metadata["front_end_bytes"] = 0
         (spec,) = metadata["inputs"].values()
-        # A device computes the seed's MFCCs itself: it needs the front end's standardization
+        # A device computes the seed's MFCCs itself: it needs the front end's normalization
         # as well as the input's quantization.
         metadata["input_quantization"] = {
             "scale": spec["scale"], "zero_point": spec["zero_point"],

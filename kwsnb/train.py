@@ -329,7 +329,7 @@ def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
     except ValueError as error:
         raise TrainError(f"{path} does not fit the {flags['model_name']} model of "
                          f"{train_dir / FLAGS_FILE} ({error}); it was written by another model or "
-                         "an older kwsnb (before the front end's standardization): retrain "
+                         "an older kwsnb (before the front end's normalization): retrain "
                          "it") from None
     return model, flags
 
@@ -489,7 +489,7 @@ ADAPTATION_CLIPS = 1000
 
 
 def adapt_front_end(model, dataset, flags: dict[str, Any], clips: int = ADAPTATION_CLIPS):
-    """Standardizes the front end's coefficients on augmented training clips (see
+    """Normalizes the front end's coefficients on augmented training clips (see
     ``kwsnb.features.MFCC.adapt``: it gives an int8 body's input equal resolution on every
     coefficient). A resumed run gets them back from its backup with the other weights."""
     from kwsnb import export as exporting

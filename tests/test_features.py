@@ -257,7 +257,7 @@ def test_keras_serialization_round_trip(tmp_path):
     chirp = np.sin(2 * np.pi * np.cumsum(np.linspace(100, 7000, CLIP_SAMPLES)) / 16000)
     chirp = chirp[None].astype(np.float32)
     np.testing.assert_array_equal(restored(chirp).numpy(), model(chirp).numpy())
-    # The weights are the non-trainable standardization, the identity until adapted.
+    # The weights are the non-trainable normalization, the identity until adapted.
     assert [w.name for w in model.weights] == ["coefficient_mean", "coefficient_scale"]
     assert not model.trainable_weights
     np.testing.assert_array_equal(layer.coefficient_mean.numpy(), np.zeros(30))

@@ -355,7 +355,7 @@ class MFCC(keras.layers.Layer):
         return tf.math.log(tf.maximum(mel, LOG_FLOOR))
 
     def unscaled(self, audio):
-        """The seed's MFCCs [batch, frames, dct_num_features], before standardization."""
+        """The seed's MFCCs [batch, frames, dct_num_features], before the normalization (centring, capped spread)."""
         return tf.matmul(self.log_mel_spectrogram(audio), tf.constant(self._dct_matrix))
 
     def call(self, inputs):

@@ -150,8 +150,9 @@ plots.confusion_matrix(test_labels, predictions, labels, title=f"{MODEL} on {tes
 # - **dynamic range**: the seed's "quant" — int8 weights, float activations;
 # - **int8**: weights and activations int8, calibrated on training clips; the MFCC front end
 #   stays float (quantizing it ruins the features), so audio goes in and logits come out as
-#   float32. The front end ends by standardizing each coefficient (mean and spread
-#   measured on training audio before training), so that one int8 scale serves all of them;
+#   float32. The front end ends by centring each coefficient and bringing the log energy
+#   (coefficient 0, about ten times wider than the others) down to the others' spread,
+#   measured on training audio before training: one int8 scale then serves all of them;
 # - **int8, MFCC in**: the body alone, for microcontrollers that compute MFCCs themselves;
 # - **stream** formats: one 20 ms packet per call, the model's memory either passed in and out
 #   (external state) or kept inside (internal state).
