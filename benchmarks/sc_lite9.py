@@ -46,6 +46,9 @@ RECIPE = [
     "--background_rms", "0.1",
     "--silence_volume", "1.0",
     "--eval_silence_noise", "1",
+    # The front end centres the MFCCs and caps coefficient 0's spread: int8 then tracks float
+    # (docs/sc_lite9_findings.md, finding 1).
+    "--normalize_features", "1",
 ]
 
 

@@ -94,6 +94,9 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "mel_upper_edge_hertz": (float, None, "highest mel edge"),
     "dct_num_features": (int, None, "MFCCs kept"),
     "fft_magnitude_squared": (int, None, "1: power spectrum, 0: magnitude"),
+    # kwsnb's addition (kwsnb.features.MFCC.adapt); 0 keeps the seed's MFCCs.
+    "normalize_features": (int, 0, "1: centre the MFCCs and cap coefficient 0's spread before "
+                                   "training (int8 then tracks float; see docs)"),
     "use_spec_augment": (int, 0, "1: SpecAugment-style time/frequency masking while training"),
     "time_masks_number": (int, 2, "SpecAugment time masks"),
     "time_mask_max_size": (int, 10, "SpecAugment longest time mask (frames)"),
@@ -427,7 +430,8 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     model = build_model(flags)
     flags["params"] = models.count_params(model)
     _check_compatible(train_dir, flags)
-    adapt_front_end(model, dataset, flags)
+    if flags["normalize_features"]:
+        adapt_front_end(model, dataset, flags)
     previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
                         if (train_dir / FLAGS_FILE).is_file() else 0.0)
     flags["training_seconds"] = previous_seconds

@@ -161,6 +161,13 @@ def test_training_writes_the_train_dir_and_a_report_with_every_format(trained_di
             assert result["latency_ms"] > 0, name
         if "stream" in name:
             assert 0.0 <= result["agreement"] <= 1.0, name
+    # By default the front end computes the seed's MFCCs (no normalization).
+    from kwsnb import export as exporting
+
+    model, _ = training.load_trained_model(train_dir)
+    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+    np.testing.assert_array_equal(front_end.coefficient_scale.numpy(), 1.0)
+    np.testing.assert_array_equal(front_end.coefficient_mean.numpy(), 0.0)
     # Learning happened: better than chance (1/6) on the validation split.
     assert max(float(r["val_accuracy"]) for r in rows) > 0.3
 
@@ -193,7 +200,8 @@ def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir,
 @pytest.mark.slow
 def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_path):
     train_dir = tmp_path / "run"
-    argv = quick_argv(synthetic_dir, train_dir, steps="60,60", interval=20)
+    argv = quick_argv(synthetic_dir, train_dir, steps="60,60", interval=20,
+                      extra=["--normalize_features", "1"])
     # Train in a child process and kill it (SIGKILL: no clean-up) after two validations.
     child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *argv], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -221,4 +229,10 @@ def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_pa
     # The second stage's learning rate was in force at the end: the schedule resumed too.
     assert float(rows[-1]["learning_rate"]) == pytest.approx(0.0005)
     assert flags["labels"][2:] == WORDS.split(",")
-    training.load_trained_model(train_dir, training.LAST_WEIGHTS)  # the final weights load
+    model, _ = training.load_trained_model(train_dir, training.LAST_WEIGHTS)  # the final weights load
+    # The front end's normalization, set before the killed run, came back with the backup.
+    from kwsnb import export as exporting
+
+    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+    assert front_end.coefficient_scale.numpy()[0] < 0.5
+    assert np.abs(front_end.coefficient_mean.numpy()).max() > 1.0

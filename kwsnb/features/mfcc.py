@@ -18,7 +18,8 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
 7. ``(mfcc - coefficient_mean) * coefficient_scale``, two non-trainable weights (zeros and
    ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio): every coefficient is
    centred, and a coefficient that varies more than coefficient 1 does (in practice only
-   coefficient 0, the log energy) is scaled down to coefficient 1's spread.
+   coefficient 0, the log energy) is scaled down to coefficient 1's spread. ``kwsnb.train``
+   adapts only with ``--normalize_features 1``; by default the layer is the seed's front end.
    Why: coefficient 0 spans about -350..40 while coefficients 20-39 have a standard deviation
    near 0.6, so the one int8 scale of the feature tensor (what an int8 body reads) gave the
    higher coefficients a step of 1.5, two or three levels; int8 lost 0.1-1.7 points of accuracy
@@ -26,7 +27,9 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    1) fixes int8 as well but trains slower (mobilenet, 3,000 steps: 84.3% validation accuracy
    against 89.3% unscaled): Adam moves each weight by about the learning rate, so a feature's
    effective learning rate follows its spread, and the seed's recipe is tuned for the low
-   coefficients' large spreads. Capping only coefficient 0 keeps those spreads.
+   coefficients' large spreads. Capping only coefficient 0 keeps the others' spreads (88.0%),
+   but not quite the seed's float accuracy at a short schedule, hence opt-in
+   (docs/sc_lite9_findings.md).
 
 Frames are independent, so the layer streams exactly: one ``frame_samples`` window (the previous
 ``frame_samples - packet_samples`` samples plus the new packet) gives one frame.

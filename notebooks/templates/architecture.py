@@ -150,9 +150,10 @@ plots.confusion_matrix(test_labels, predictions, labels, title=f"{MODEL} on {tes
 # - **dynamic range**: the seed's "quant" — int8 weights, float activations;
 # - **int8**: weights and activations int8, calibrated on training clips; the MFCC front end
 #   stays float (quantizing it ruins the features), so audio goes in and logits come out as
-#   float32. The front end ends by centring each coefficient and bringing the log energy
-#   (coefficient 0, about ten times wider than the others) down to the others' spread,
-#   measured on training audio before training: one int8 scale then serves all of them;
+#   float32. Coefficient 0 of the seed's MFCCs (the log energy) spans about ten times the
+#   others' range, and one int8 scale must serve them all; training with
+#   `--normalize_features 1` (add it to `extra=`) centres the coefficients and caps
+#   coefficient 0, so int8 tracks float (docs/sc_lite9_findings.md has the numbers);
 # - **int8, MFCC in**: the body alone, for microcontrollers that compute MFCCs themselves;
 # - **stream** formats: one 20 ms packet per call, the model's memory either passed in and out
 #   (external state) or kept inside (internal state).
