@@ -141,6 +141,8 @@ def test_templates_parse_cells_and_tags():
 def test_badge_lines_link_every_notebook_on_colab():
     lines = notebooks.badge_lines()
     assert len(lines) == 10
+    readme = (REPO / "README.md").read_text()
+    assert all(line in readme for line in lines), "README's notebook list lacks a badge line"
     for line, name in zip(lines, notebooks.notebook_names()):
         assert f"colab.research.google.com/github/{notebooks.REPO}/blob/" in line
         assert f"notebooks/{name}.ipynb" in line
