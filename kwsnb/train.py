@@ -494,8 +494,7 @@ ADAPTATION_CLIPS = 1000
 
 def adapt_front_end(model, dataset, flags: dict[str, Any], clips: int = ADAPTATION_CLIPS):
     """Normalizes the front end's coefficients on augmented training clips (see
-    ``kwsnb.features.MFCC.adapt``: it gives an int8 body's input equal resolution on every
-    coefficient). A resumed run gets them back from its backup with the other weights."""
+    ``kwsnb.features.MFCC.adapt``: one int8 scale then resolves the small coefficients too). A resumed run gets them back from its backup with the other weights."""
     from kwsnb import export as exporting
 
     batch = dataset.dataset("training", batch_size=clips, augment=True, shuffle=True,
