@@ -115,10 +115,9 @@ def collect(models_dir: Path, test_dir: Path) -> list[dict]:
         if not path.is_file():
             continue
         report = json.loads(path.read_text())
-        flags = json.loads((models_dir / name / training.FLAGS_FILE).read_text())
-        model = training.build_model(flags)
+        model, flags = training.load_trained_model(models_dir / name)
         macs = models.count_macs(model)
-        rows.append({"name": name, "report": report, "flags": flags,
+        rows.append({"name": name, "report": report, "flags": flags, "model": model,
                      "macs": macs["body"] + macs["front_end"], "body_macs": macs["body"]})
     return rows
 
@@ -144,7 +143,7 @@ def markdown_table(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-def per_label_table(models_dir: Path, test_dir: Path, rows: list[dict]) -> str:
+def per_label_table(test_dir: Path, rows: list[dict]) -> str:
     """Accuracy per test label of each trained (float Keras) model: where the errors are."""
     import numpy as np
 
@@ -157,8 +156,7 @@ def per_label_table(models_dir: Path, test_dir: Path, rows: list[dict]) -> str:
     audio, truth = data.read_test_folder(test_dir, labels, EXCLUDE.split(","), progress=False)
     lines = ["| model | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for row in rows:
-        model, _ = training.load_trained_model(models_dir / row["name"])
-        predicted = exporting.predict_batches(model, audio).argmax(-1)
+        predicted = exporting.predict_batches(row["model"], audio).argmax(-1)
         cells = [f"{100 * np.mean(predicted[truth == i] == i):.1f}" for i in range(len(labels))]
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     counts = " | ".join(f"{int(np.sum(truth == i))}" for i in range(len(labels)))
@@ -225,7 +223,7 @@ def write_results(models_dir: Path, test_dir: Path, command: str, steps: str,
         "(80,000 steps), not this one.\n\n"
         + markdown_table(rows) + baseline_line(models_dir, test_dir)
         + "\n![accuracy vs size and latency](results_sc_lite9.png)\n"
-        + per_label_table(models_dir, test_dir, rows)
+        + per_label_table(test_dir, rows)
         + "\nWhat these numbers taught us, and what changed because of them: "
           "[sc_lite9_findings.md](sc_lite9_findings.md).\n")
     return doc

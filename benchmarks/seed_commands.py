@@ -20,12 +20,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kwsnb import evaluate, models, seed  # noqa: E402
+from kwsnb import evaluate, models, notebooks, seed  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 
 
 def run_one(name: str, data_dir: Path, out: Path, steps: str, wanted_words: str | None) -> str:
-    learning_rates = ",".join(["0.001", "0.0005", "0.0001", "0.00002"][:len(steps.split(","))])
+    learning_rates = notebooks.settings(False, steps).learning_rates  # the seed's, one per stage
     extra = ["--wanted_words", wanted_words] if wanted_words else []
     argv = seed.seed_command(name, str(data_dir), str(out), steps=steps,
                              learning_rates=learning_rates, extra=extra)

@@ -303,7 +303,7 @@ class MFCC(keras.layers.Layer):
         if not self.built:
             self.build((None, audio.shape[-1]))
         features = np.concatenate([
-            self.unscaled(tf.constant(audio[start:start + batch_size])).numpy().reshape(
+            self.seed_mfcc(tf.constant(audio[start:start + batch_size])).numpy().reshape(
                 -1, self.flags["dct_num_features"])
             for start in range(0, len(audio), batch_size)]).astype(np.float64)
         mean = features.mean(axis=0).astype(np.float32)
@@ -357,12 +357,12 @@ class MFCC(keras.layers.Layer):
         mel = tf.matmul(magnitude, tf.constant(self._mel_matrix))
         return tf.math.log(tf.maximum(mel, LOG_FLOOR))
 
-    def unscaled(self, audio):
-        """The seed's MFCCs [batch, frames, dct_num_features], before the normalization (centring, capped spread)."""
+    def seed_mfcc(self, audio):
+        """The seed's MFCCs [batch, frames, dct_num_features], before the normalization."""
         return tf.matmul(self.log_mel_spectrogram(audio), tf.constant(self._dct_matrix))
 
     def call(self, inputs):
-        return (self.unscaled(inputs) - self.coefficient_mean) * self.coefficient_scale
+        return (self.seed_mfcc(inputs) - self.coefficient_mean) * self.coefficient_scale
 
     def get_config(self):
         return {**super().get_config(), **self.flags}
