@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kwsnb import models, seed  # noqa: E402
+from kwsnb import pipeline  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 
 WANTED_WORDS = "yes,no,up,down,left,right,stop"
@@ -73,7 +74,7 @@ def train_architecture(name: str, data_root: Path, models_dir: Path, steps: str,
                                     "--test_exclude", EXCLUDE, "--stream_clips", "0"])
     started = time.monotonic()
     print(f"{name}: python -m kwsnb.train {' '.join(argv)}", flush=True)
-    flags, reports = training.run(argv)
+    flags, reports = pipeline.run(argv)
     print(f"{name}: finished in {time.monotonic() - started:.0f} s "
           f"(training {flags.get('training_seconds')} s)", flush=True)
     return reports[-1]

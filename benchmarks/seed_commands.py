@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kwsnb import evaluate, models, notebooks, seed  # noqa: E402
+from kwsnb import pipeline  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def run_one(name: str, data_dir: Path, out: Path, steps: str, wanted_words: str 
     argv = seed.seed_command(name, str(data_dir), str(out), steps=steps,
                              learning_rates=learning_rates, extra=extra)
     started = time.monotonic()
-    _, reports = training.run(argv, progress=False)
+    _, reports = pipeline.run(argv, progress=False)
     seconds = time.monotonic() - started
     formats = reports[-1]["formats"]
     missing = sorted(set(evaluate.ALL_FORMATS) - set(formats))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_setup import synthetic  # noqa: E402
+from data_setup import espeak, synthetic  # noqa: E402
 
 
 def _rate(count: int, seconds: float) -> str:
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     words = synthetic.SPEECH_COMMANDS_V2_WORDS
     speakers = synthetic.make_speakers(args.speakers, seed=0)
-    engine = synthetic._engine()
+    engine = espeak.load_engine()
     print(f"espeak-ng {engine.version}; {os.cpu_count()} CPUs; {len(words)} words")
 
     started = time.perf_counter()

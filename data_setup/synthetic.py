@@ -50,13 +50,9 @@ split as the lists do, so both ways of splitting agree.
 from __future__ import annotations
 
 import argparse
-import atexit
 import concurrent.futures
-import contextlib
 import csv
-import ctypes
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
@@ -72,9 +68,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-from scipy import signal
 
 from data_setup import noise as noise_gen
+from data_setup.espeak import Espeak, SynthesisError, load_engine
+from data_setup.speakers import (BABBLE_STREAM, ENDING_WEIGHTS, ENDINGS,
+                                 MAX_RATE_WPM, MAX_SPEECH_SECONDS, ROOM_STREAM, SAMPLE_RATE,
+                                 UTTERANCE_STREAM, Speaker, make_speakers, microphone_response,
+                                 render_clip, resample, room_response, speak, to_float, trim,
+                                 voice_pool)
 
 SPEECH_COMMANDS_V2_WORDS = (
     "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward",
@@ -83,8 +84,6 @@ SPEECH_COMMANDS_V2_WORDS = (
     "yes", "zero",
 )
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 BACKGROUND_NOISE_DIR = "_background_noise_"
 COMPLETE_MARKER = ".complete"
 # Bump when a change alters the audio, so an old folder is not mistaken for the new recipe.
@@ -93,43 +92,10 @@ GENERATOR_VERSION = 1
 DEFAULT_NUM_SPEAKERS = 300
 DEFAULT_NOISE_SECONDS = 60.0
 
-TARGET_RMS = 0.045          # median whole-clip RMS of real Speech Commands keyword clips
-MAX_SPEECH_SECONDS = 0.9    # longest trimmed utterance placed in a 1 s clip
-TRIM_TOP_DB = 40.0
-TRIM_MARGIN_SECONDS = 0.02
-PEAK_LIMIT = 0.99
-
-# espeak-ng English accents (voice names as espeak_SetVoiceByName takes them).
-ACCENTS = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-           "en-029", "en-us-nyc")
-# Voice variants in espeak-ng-data/voices/!v, split by how they sound. Left out: robotic
-# (robosoft*, UniRobot, anikaRobot), whispered (whisper, whisperf, caleb), heavy echo or
-# effects (Demonic, RicishayMax*, announcer), the "fast" test variant, and Reed, whose
-# breath noise draws on the C library's rand() (process-wide state, so not reproducible).
-FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Andrea", "Annie", "anika", "aunty",
-                   "belinda", "grandma", "linda", "shelby", "steph", "steph2", "steph3", "zac")
-MALE_VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "Alex", "Andy",
-                 "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky",
-                 "Lee", "Marco", "Mario", "Michael", "Mike", "Mr serious", "Nguyen", "Storm",
-                 "Tweaky", "adam", "antonio", "benjamin", "boris", "croak", "david", "ed",
-                 "edward", "edward2", "grandpa", "gustave", "ian", "iven", "iven2", "iven3",
-                 "iven4", "john", "kaukovalta", "klatt", "klatt2", "klatt3", "klatt4", "klatt5",
-                 "klatt6", "marcelo", "max", "michel", "miguel", "mike2", "norbert", "pablo",
-                 "paul", "pedro", "quincy", "rob", "robert", "sandro", "travis", "victor")
-
-RATE_RANGE_WPM = (95.0, 185.0)
-MAX_RATE_WPM = 600
-PITCH_RANGE = (25.0, 75.0)
-PITCH_SPREAD_RANGE = (20.0, 85.0)
-ENDINGS = (".", "!", "?")
-ENDING_WEIGHTS = (0.6, 0.2, 0.2)
 
 # A word must be a plain English spelling: it names a folder and espeak-ng reads it aloud.
 _WORD_PATTERN = re.compile(r"^[a-z]+(?:['-][a-z]+)*$")
 
-# Independent random streams per purpose, so that e.g. the split never shifts the voices.
-(_VOICE_STREAM, _SPEAKER_STREAM, _UTTERANCE_STREAM, _SPLIT_STREAM, _BABBLE_STREAM,
- _ROOM_STREAM) = range(6)
 
 # Words for the babble noise (never the keywords themselves: those are filtered out).
 _BABBLE_VOCABULARY = (
@@ -165,410 +131,18 @@ _BABBLE_VOCABULARY = (
     "language among").split()
 
 
-class SynthesisError(RuntimeError):
-    """espeak-ng could not be loaded or could not say something."""
-
-
-# --------------------------------------------------------------------------- espeak-ng engine
-
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_INITIALIZE_DONT_EXIT = 0x8000   # report errors instead of calling exit(1)
-_POS_CHARACTER = 1
-_CHARS_UTF8 = 1
-_RATE, _PITCH, _RANGE = 1, 3, 4
-_EE_OK = 0
-# espeak-ng copies the data path into a 160-byte buffer and appends sub-paths.
-_MAX_DATA_PATH_BYTES = 120
-# What English synthesis reads from espeak-ng-data.
-_ENGLISH_DATA_FILES = ("phontab", "phonindex", "phondata", "intonations", "en_dict",
-                       "voices/!v", "lang/gmw")
-
-# The process's C library (POSIX), to pin rand() for the one synthesis path that uses it.
-_C_LIBRARY = ctypes.CDLL(None) if sys.platform != "win32" else None
-
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                  ctypes.c_void_p)
-
-
-def _close_library(library: ctypes.CDLL) -> None:
-    import _ctypes
-    if sys.platform == "win32":
-        _ctypes.FreeLibrary(library._handle)
-    else:
-        _ctypes.dlclose(library._handle)
-
-
-class Espeak:
-    """espeak-ng from the espeakng-loader wheel, driven in-process through ctypes.
-
-    Each ``say`` loads a private copy of the library afresh, synthesizes synchronously into a
-    callback and unloads it again, so no synthesis state leaks from one utterance to the next
-    (see the module docstring). One instance per process; espeak-ng is not thread-safe.
-    """
-
-    sample_rate = 22050
-
-    def __init__(self) -> None:
-        try:
-            import espeakng_loader
-        except ImportError as error:
-            raise SynthesisError("the espeakng-loader package is missing: pip install "
-                                 "espeakng-loader (it ships espeak-ng's library and voices)"
-                                 ) from error
-        source = Path(espeakng_loader.get_library_path())
-        if not source.is_file():
-            raise SynthesisError(f"espeakng-loader's library is missing at {source}; "
-                                 "reinstall espeakng-loader")
-        self._scratch = Path(tempfile.mkdtemp(prefix="kwsnb-espeak-"))
-        atexit.register(shutil.rmtree, self._scratch, ignore_errors=True)
-        self.data_path = _english_data(Path(espeakng_loader.get_data_path()), self._scratch)
-        # A private copy of the library too: dlopen of a path that another component already
-        # loaded returns that shared, stateful instance, and dlclose would not reset it.
-        self._library_path = self._scratch / source.name
-        shutil.copy2(source, self._library_path)
-        self._chunks: list[np.ndarray] = []
-        self._callback = _SynthCallback(self._collect)
-        self.variants = frozenset(p.name for p in (self.data_path / "voices" / "!v").iterdir())
-        with self._fresh_library() as library:
-            library.espeak_Info.restype = ctypes.c_char_p
-            self.version = library.espeak_Info(None).decode()
-
-    def _collect(self, samples, num_samples, _events) -> int:
-        if samples and num_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(samples, shape=(num_samples,)).copy())
-        return 0  # 0 = carry on
-
-    @contextlib.contextmanager
-    def _fresh_library(self):
-        """A newly loaded, initialized library (its static state at load-time values)."""
-        library = ctypes.CDLL(str(self._library_path))
-        try:
-            library.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
-                                                  ctypes.c_int]
-            rate = library.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
-                                             str(self.data_path).encode(), _INITIALIZE_DONT_EXIT)
-            if rate != self.sample_rate:
-                raise SynthesisError(f"espeak-ng failed to start (espeak_Initialize returned "
-                                     f"{rate}) with data at {self.data_path}")
-            library.espeak_SetSynthCallback(self._callback)
-            try:
-                yield library
-            finally:
-                library.espeak_Terminate()
-        finally:
-            _close_library(library)
-
-    def say(self, text: str, voice: str, rate: int = 175, pitch: int = 50,
-            pitch_range: int = 50, noise_seed: int = 1) -> np.ndarray:
-        """Synthesize ``text``; int16 samples at ``Espeak.sample_rate``.
-
-        ``voice`` is ``accent[+variant]`` (e.g. ``en-us+f3``); rate in words per minute
-        (80-600), pitch and pitch_range on espeak-ng's 0-100 scales; ``noise_seed`` seeds the
-        breath noise of some variants (espeak-ng would otherwise seed it from the clock).
-        """
-        variant = voice.partition("+")[2]
-        if variant and variant not in self.variants:
-            raise SynthesisError(f"espeak-ng voice variant {variant!r} is not in "
-                                 f"{self.data_path / 'voices' / '!v'}")
-        self._chunks = []
-        with self._fresh_library() as library:
-            if library.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise SynthesisError(f"espeak-ng has no voice {voice!r}")
-            for parameter, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):
-                library.espeak_SetParameter(parameter, int(value), 0)
-            library.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-            library.espeak_ng_SetRandSeed(int(noise_seed))
-            if _C_LIBRARY is not None:  # one klatt breath path uses the C library's rand()
-                _C_LIBRARY.srand(int(noise_seed))
-            encoded = text.encode("utf-8")
-            library.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
-                                             ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-                                             ctypes.c_void_p, ctypes.c_void_p]
-            status = library.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0,
-                                          _CHARS_UTF8, None, None)
-            if status != _EE_OK:
-                raise SynthesisError(f"espeak-ng failed to say {text!r} with {voice!r} "
-                                     f"(espeak_Synth returned {status})")
-        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-
-
-def _english_data(wheel_data: Path, folder: Path) -> Path:
-    """Copy the English part of espeak-ng-data (about 1 MB) into ``folder``.
-
-    Two reasons for a private copy: espeak-ng silently truncates long data paths (deep
-    virtualenvs) and then fails to start; and it lower-cases voice names before looking for
-    the file, so ``en-us`` misses ``lang/gmw/en-US`` and falls back to scanning every voice
-    file (4 ms, as long as the synthesis). Lower-case copies of the accents in ``voices/``
-    are found directly.
-    """
-    data = folder / "espeak-ng-data"
-    if len(str(data).encode()) > _MAX_DATA_PATH_BYTES:
-        raise SynthesisError(f"espeak-ng needs its data under a short path, and {data} is too "
-                             "long; set TMPDIR to a short folder")
-    data.mkdir()
-    for name in _ENGLISH_DATA_FILES:
-        source = wheel_data / name
-        if not source.exists():
-            raise SynthesisError(f"espeak-ng data {source} is missing; reinstall espeakng-loader")
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, data / name)
-    for accent_file in (wheel_data / "lang" / "gmw").iterdir():
-        if accent_file.name.lower().startswith("en"):
-            shutil.copy2(accent_file, data / "voices" / accent_file.name.lower())
-    return data
-
-
-_ENGINE: Espeak | None = None
-
-
-def _engine() -> Espeak:
-    """This process's espeak-ng (created on first use)."""
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = Espeak()
-    return _ENGINE
-
-
-# --------------------------------------------------------------------------- speakers
-
-@dataclasses.dataclass(frozen=True)
-class Speaker:
-    """One synthetic speaker: an espeak-ng voice plus how and where it was 'recorded'."""
-    index: int
-    speaker_id: str
-    split: str               # training / validation / testing
-    voice: str               # espeak-ng accent+variant
-    rate_wpm: float
-    pitch: float
-    pitch_range: float
-    gain_db: float           # loudness relative to TARGET_RMS
-    highpass_hz: float
-    lowpass_hz: float
-    rt60_s: float
-    direct_to_reverb_db: float
-    noise_color: str         # white / pink / brown
-    snr_db: float            # clip RMS over noise-floor RMS
-
-
-def _which_set(speaker_id: str, validation_percentage: float, testing_percentage: float) -> str:
-    """kws_streaming's (and TensorFlow speech_commands') hash split of a speaker ID."""
-    max_num_wavs_per_class = 2 ** 27 - 1
-    hashed = int(hashlib.sha1(speaker_id.encode()).hexdigest(), 16)
-    percentage = (hashed % (max_num_wavs_per_class + 1)) * (100.0 / max_num_wavs_per_class)
-    if percentage < validation_percentage:
-        return "validation"
-    if percentage < validation_percentage + testing_percentage:
-        return "testing"
-    return "training"
-
-
-def _split_sizes(num_speakers: int, validation_percentage: float,
-                 testing_percentage: float) -> tuple[int, int]:
-    def size(percentage: float) -> int:
-        return max(1, round(num_speakers * percentage / 100.0)) if percentage > 0 else 0
-
-    num_validation, num_testing = size(validation_percentage), size(testing_percentage)
-    if num_speakers - num_validation - num_testing < 1:
-        raise ValueError(f"num_speakers={num_speakers} leaves no training speaker with "
-                         f"validation_percentage={validation_percentage} and "
-                         f"testing_percentage={testing_percentage}; use more speakers")
-    return num_validation, num_testing
-
-
-def _voice_pool(seed: int, variants_available: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Shuffled accent x variant voices, female-sounding and male-sounding."""
-    available = set(variants_available) | {""}
-    rng = np.random.default_rng([seed, _VOICE_STREAM])
-    pools = []
-    for variants in (FEMALE_VARIANTS, MALE_VARIANTS):
-        unique = [v for v in dict.fromkeys(variants) if v in available]
-        voices = [f"{accent}+{variant}" if variant else accent
-                  for accent in ACCENTS for variant in unique]
-        pools.append([voices[i] for i in rng.permutation(len(voices))])
-    if not pools[0] or not pools[1]:
-        raise SynthesisError("espeak-ng's bundled voice variants are missing; "
-                             "reinstall espeakng-loader")
-    return pools[0], pools[1]
-
-
-def make_speakers(num_speakers: int, seed: int, validation_percentage: float = 10.0,
-                  testing_percentage: float = 10.0,
-                  variants_available: Iterable[str] = FEMALE_VARIANTS + MALE_VARIANTS
-                  ) -> list[Speaker]:
-    """The speakers of a data set, deterministic for ``seed``.
-
-    Speaker i's voice and recording settings depend only on (seed, i), so a bigger set
-    extends a smaller one; the split and therefore the ID also depend on ``num_speakers``.
-    """
-    if num_speakers < 1:
-        raise ValueError(f"num_speakers must be at least 1, got {num_speakers}")
-    for name, value in (("validation_percentage", validation_percentage),
-                        ("testing_percentage", testing_percentage)):
-        if not 0.0 <= value < 100.0:
-            raise ValueError(f"{name} must be in [0, 100), got {value}")
-    num_validation, num_testing = _split_sizes(num_speakers, validation_percentage,
-                                               testing_percentage)
-    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(num_speakers)
-    splits = ["training"] * num_speakers
-    for i in order[:num_validation]:
-        splits[i] = "validation"
-    for i in order[num_validation:num_validation + num_testing]:
-        splits[i] = "testing"
-
-    female, male = _voice_pool(seed, variants_available)
-    speakers, used_ids = [], set()
-    for index in range(num_speakers):
-        rng = np.random.default_rng([seed, _SPEAKER_STREAM, index])
-        pool = female if index % 2 == 0 else male
-        voice = pool[(index // 2) % len(pool)]
-        narrowband = rng.random() < 0.25
-        speakers.append(Speaker(
-            index=index,
-            speaker_id=_speaker_id(seed, index, splits[index], used_ids,
-                                   validation_percentage, testing_percentage),
-            split=splits[index],
-            voice=voice,
-            rate_wpm=round(float(rng.uniform(*RATE_RANGE_WPM)), 1),
-            pitch=round(float(rng.uniform(*PITCH_RANGE)), 1),
-            pitch_range=round(float(rng.uniform(*PITCH_SPREAD_RANGE)), 1),
-            gain_db=round(float(np.clip(rng.normal(0.0, 6.0), -14.0, 9.0)), 2),
-            highpass_hz=round(float(rng.uniform(40.0, 200.0)), 1),
-            lowpass_hz=round(float(rng.uniform(3400.0, 4500.0) if narrowband
-                                   else rng.uniform(5500.0, 7800.0)), 1),
-            rt60_s=round(float(rng.uniform(0.08, 0.5)), 3),
-            direct_to_reverb_db=round(float(rng.uniform(3.0, 20.0)), 2),
-            noise_color=str(rng.choice(["white", "pink", "brown"])),
-            snr_db=round(float(rng.uniform(25.0, 55.0)), 2),
-        ))
-    return speakers
-
-
-def _speaker_id(seed: int, index: int, split: str, used: set[str],
-                validation_percentage: float, testing_percentage: float) -> str:
-    """8 hex digits whose kws_streaming hash split equals ``split`` (and not yet used)."""
-    for attempt in range(1_000_000):
-        name = f"kwsnb-synthetic/{seed}/{index}/{attempt}"
-        candidate = hashlib.sha1(name.encode()).hexdigest()[:8]
-        if candidate not in used and _which_set(candidate, validation_percentage,
-                                                testing_percentage) == split:
-            used.add(candidate)
-            return candidate
-    raise ValueError(f"no speaker ID falls in the {split} hash split with "
-                     f"validation_percentage={validation_percentage}, "
-                     f"testing_percentage={testing_percentage}")
-
-
-# --------------------------------------------------------------------------- audio
-
-def _to_float(samples: np.ndarray) -> np.ndarray:
-    return samples.astype(np.float32) / 32768.0
-
-
-def _resample(audio: np.ndarray, source_rate: int) -> np.ndarray:
-    """To 16 kHz with soxr's high-quality resampler (what librosa.resample uses by default,
-    called directly: importing librosa costs seconds per worker process)."""
-    import soxr
-    return soxr.resample(audio, source_rate, SAMPLE_RATE, quality="HQ")
-
-
-def _trim(audio: np.ndarray, frame_length: int = 512, hop_length: int = 64) -> np.ndarray:
-    """Speech without leading/trailing silence (frames TRIM_TOP_DB below the loudest frame,
-    as librosa.effects.trim), keeping a TRIM_MARGIN_SECONDS margin either side."""
-    if len(audio) < frame_length or not np.any(audio):
-        return audio[:0]
-    frames = np.lib.stride_tricks.sliding_window_view(audio, frame_length)[::hop_length]
-    power = np.mean(frames.astype(np.float64) ** 2, axis=1)
-    loud = np.flatnonzero(power > power.max() * 10.0 ** (-TRIM_TOP_DB / 10.0))
-    margin = int(TRIM_MARGIN_SECONDS * SAMPLE_RATE)
-    start = loud[0] * hop_length
-    end = loud[-1] * hop_length + frame_length
-    return audio[max(0, start - margin):min(len(audio), end + margin)]
-
-
-def _loudest_window(audio: np.ndarray, length: int) -> np.ndarray:
-    """The ``length``-sample stretch with the most energy, with 10 ms fades at both ends."""
-    energy = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
-    start = int(np.argmax(energy[length:] - energy[:-length]))
-    window = audio[start:start + length].copy()
-    fade = int(0.01 * SAMPLE_RATE)
-    ramp = np.linspace(0.0, 1.0, fade, dtype=window.dtype)
-    window[:fade] *= ramp
-    window[-fade:] *= ramp[::-1]
-    return window
-
-
-def speak(engine: Espeak, text: str, voice: str, rate: float, pitch: float,
-          pitch_range: float, noise_seed: int = 1) -> tuple[np.ndarray, str]:
-    """Trimmed 16 kHz float speech of at most MAX_SPEECH_SECONDS, and how it was made to fit
-    (``"as is"``, ``"faster"`` or ``"cropped"``)."""
-    max_samples = int(MAX_SPEECH_SECONDS * SAMPLE_RATE)
-    fitted = "as is"
-    for _ in range(4):
-        speech = _trim(_resample(_to_float(engine.say(text, voice, round(rate), round(pitch),
-                                                       round(pitch_range), noise_seed)),
-                                 engine.sample_rate))
-        if len(speech) <= max_samples or rate >= MAX_RATE_WPM:
-            break
-        rate = min(MAX_RATE_WPM, rate * len(speech) / max_samples * 1.05)
-        fitted = "faster"
-    if len(speech) > max_samples:
-        speech, fitted = _loudest_window(speech, max_samples), "cropped"
-    return speech, fitted
-
-
-def _room_response(speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
-    """Direct sound plus an exponentially decaying noise tail (the speaker's room)."""
-    length = int(speaker.rt60_s * SAMPLE_RATE)
-    t = np.arange(1, length) / SAMPLE_RATE
-    tail = rng.standard_normal(length - 1) * np.exp(-6.908 * t / speaker.rt60_s)  # -60 dB at RT60
-    tail *= np.sqrt(10.0 ** (-speaker.direct_to_reverb_db / 10.0) / np.sum(tail ** 2))
-    return np.concatenate([[1.0], tail])
-
-
-def _microphone(speaker: Speaker) -> np.ndarray:
-    highpass = signal.butter(2, speaker.highpass_hz, btype="highpass", fs=SAMPLE_RATE, output="sos")
-    lowpass = signal.butter(4, speaker.lowpass_hz, btype="lowpass", fs=SAMPLE_RATE, output="sos")
-    return np.concatenate([highpass, lowpass])
-
-
-def _noise_floor(color: str, rng: np.random.Generator) -> np.ndarray:
-    exponent = {"white": 0.0, "pink": 1.0, "brown": 2.0}[color]
-    return noise_gen.coloured_noise(CLIP_SAMPLES, exponent, rng, SAMPLE_RATE)
-
-
-def render_clip(speech: np.ndarray, speaker: Speaker, room_response: np.ndarray,
-                microphone: np.ndarray, rng: np.random.Generator,
-                gain_jitter_db: float = 0.0) -> np.ndarray:
-    """Centre speech in 1 s, add the speaker's room, microphone (second-order sections),
-    level and noise floor; int16 samples."""
-    clip = np.zeros(CLIP_SAMPLES, np.float64)
-    start = (CLIP_SAMPLES - len(speech)) // 2
-    clip[start:start + len(speech)] = speech
-    clip = signal.fftconvolve(clip, room_response)[:CLIP_SAMPLES]
-    clip = signal.sosfilt(microphone, clip)
-    rms = float(np.sqrt(np.mean(clip ** 2)))
-    if rms <= 0.0:
-        raise SynthesisError("a clip came out silent")
-    level = TARGET_RMS * 10.0 ** ((speaker.gain_db + gain_jitter_db) / 20.0)
-    clip *= level / rms
-    clip += level * 10.0 ** (-speaker.snr_db / 20.0) * _noise_floor(speaker.noise_color, rng)
-    peak = float(np.max(np.abs(clip)))
-    if peak > PEAK_LIMIT:
-        clip *= PEAK_LIMIT / peak
-    return np.round(clip * 32767.0).astype(np.int16)
-
-
 def _utterance_rng(seed: int, speaker: Speaker, word: str) -> np.random.Generator:
     # crc32 of the word (not its position) so a clip does not change with the word list.
-    return np.random.default_rng([seed, _UTTERANCE_STREAM, speaker.index,
+    return np.random.default_rng([seed, UTTERANCE_STREAM, speaker.index,
                                   zlib.crc32(word.encode())])
 
 
 def _synthesize_speaker(out_dir: str, speaker: Speaker, words: Sequence[str], seed: int) -> dict:
     """Write one speaker's clip of every word; returns counts for the summary."""
-    engine = _engine()
+    engine = load_engine()
     # One room and microphone per speaker: every word is "recorded" in the same place.
-    room = _room_response(speaker, np.random.default_rng([seed, _ROOM_STREAM, speaker.index]))
-    microphone = _microphone(speaker)
+    room = room_response(speaker, np.random.default_rng([seed, ROOM_STREAM, speaker.index]))
+    microphone = microphone_response(speaker)
     fits = {"as is": 0, "faster": 0, "cropped": 0}
     seconds = []
     for word in words:
@@ -593,11 +167,11 @@ def _synthesize_speaker(out_dir: str, speaker: Speaker, words: Sequence[str], se
 
 def _babble_talkers(seed: int, exclude: Iterable[str], num_seconds: float) -> list[np.ndarray]:
     """Five to eight streams of synthetic sentences made only of non-keywords."""
-    engine = _engine()
-    rng = np.random.default_rng([seed, _BABBLE_STREAM])
+    engine = load_engine()
+    rng = np.random.default_rng([seed, BABBLE_STREAM])
     excluded = set(exclude)
     vocabulary = [w for w in _BABBLE_VOCABULARY if w not in excluded]
-    female, male = _voice_pool(seed, engine.variants)
+    female, male = voice_pool(seed, engine.variants)
     talkers = []
     # Talkers loop (from random offsets) inside noise.babble, so ~20 s each is plenty.
     talker_seconds = min(num_seconds, 20.0)
@@ -607,7 +181,7 @@ def _babble_talkers(seed: int, exclude: Iterable[str], num_seconds: float) -> li
         parts, total = [], 0
         while total < talker_seconds * SAMPLE_RATE:
             sentence = " ".join(rng.choice(vocabulary, size=int(rng.integers(4, 10)))) + "."
-            audio = _resample(_to_float(engine.say(sentence, voice, int(rng.uniform(140, 220)),
+            audio = resample(to_float(engine.say(sentence, voice, int(rng.uniform(140, 220)),
                                                    int(rng.uniform(30, 70)),
                                                    noise_seed=int(rng.integers(1, 2 ** 31)))),
                               engine.sample_rate)
@@ -657,7 +231,7 @@ def _check_sayable(engine: Espeak, words: Sequence[str]) -> None:
     """Fail before any work if a word makes no sound or cannot fit 1 s even at top speed."""
     too_long = []
     for word in words:
-        speech = _trim(_resample(_to_float(engine.say(word + ".", "en-us", MAX_RATE_WPM)),
+        speech = trim(resample(to_float(engine.say(word + ".", "en-us", MAX_RATE_WPM)),
                                  engine.sample_rate))
         if len(speech) < 0.05 * SAMPLE_RATE:
             raise ValueError(f"espeak-ng produces no speech for the word {word!r}; "
@@ -740,7 +314,7 @@ def synthesize(out_dir: str | os.PathLike, words: Sequence[str] | str = SPEECH_C
     if _existing_set(out_dir, parameters):
         return out_dir
 
-    engine = _engine()
+    engine = load_engine()
     speakers = make_speakers(num_speakers, seed, validation_percentage, testing_percentage,
                              engine.variants)
     _check_sayable(engine, words)

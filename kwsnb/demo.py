@@ -48,8 +48,7 @@ def make_data(data_dir: Path) -> Path:
 
 def train_and_evaluate(model: str, data_dir: Path, out: Path, steps: str, learning_rates: str,
                        batch_size: int) -> tuple[dict, dict]:
-    from kwsnb import evaluate, seed
-    from kwsnb import train as training
+    from kwsnb import evaluate, pipeline, seed
 
     _step(f"train {model} ({steps} steps), export every TFLite format, evaluate")
     argv = seed.seed_command(model, str(data_dir), str(out), steps=steps,
@@ -57,7 +56,7 @@ def train_and_evaluate(model: str, data_dir: Path, out: Path, steps: str, learni
                              extra=["--data_url", "", "--batch_size", str(batch_size),
                                     "--eval_step_interval", "250"])
     # The seed's command writes into <models_dir>/<model>/.
-    flags, (report,) = training.run(argv)
+    flags, (report,) = pipeline.run(argv)
     print(evaluate.format_report(report))
     return flags, report
 
@@ -69,18 +68,20 @@ def stream_long_recording(flags: dict, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kwsnb import data, streaming
+    from kwsnb import data
+    from kwsnb.detect import detect
+    from kwsnb.long_audio import make_long_recording
 
     train_dir = Path(flags["train_dir"])
     _step(f"stream {STREAM_FORMAT} over {LONG_RECORDING_SECONDS / 60:.0f} minutes of held-out "
           "speech in noise")
     dataset = data.SpeechCommands.from_flags(flags, progress=False)
     audio, labels = dataset.arrays("testing")
-    recording = streaming.make_long_recording(
+    recording = make_long_recording(
         audio, labels, dataset.labels, noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
         duration_s=LONG_RECORDING_SECONDS, seed=0)
-    result = streaming.detect(train_dir / STREAM_FORMAT, recording, dataset.labels,
-                              progress=sys.stderr.isatty())
+    result = detect(train_dir / STREAM_FORMAT, recording, dataset.labels,
+                    progress=sys.stderr.isatty())
     summary = result.summary()
     (train_dir / "detection.json").write_text(json.dumps(summary, indent=2))
     fig, ax = plt.subplots(figsize=(12, 4))

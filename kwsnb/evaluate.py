@@ -49,7 +49,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from kwsnb import export as exporting
-from kwsnb.export import ExportError
+from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
+                           predict_non_stream, predict_stream_external, predict_stream_internal,
+                           read_tflite)
 
 REPORT_NAME = "report"
 KERAS = "keras"
@@ -60,8 +62,6 @@ STREAM_FAMILY = {
     "tflite_stream_external_int8": "tflite_int8",
     "tflite_stream_internal_float": "tflite_float",
 }
-LATENCY_RUNS = 200
-LATENCY_WARMUP = 20
 DEFAULT_STREAM_CLIPS = 1000  # as the seed's TF streaming checks; None = every clip
 
 
@@ -72,126 +72,6 @@ class EvaluationError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # Running TFLite models
 # ---------------------------------------------------------------------------------------------
-
-def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
-    scale, zero_point = details["quantization"]
-    dtype = np.dtype(details["dtype"])
-    if dtype == np.float32 or not scale:
-        return values.astype(dtype)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
-    scale, zero_point = details["quantization"]
-    if np.dtype(details["dtype"]) == np.float32 or not scale:
-        return values.astype(np.float32)
-    return (values.astype(np.float32) - zero_point) * scale
-
-
-class TFLiteModel:
-    """A LiteRT interpreter (one thread) with inputs and outputs by signature name."""
-
-    def __init__(self, content: bytes, name: str = "model"):
-        self.content = content
-        self.name = name
-        self.interpreter = exporting.make_interpreter(content)
-        self.interpreter.allocate_tensors()
-        self.inputs, self.outputs = exporting.signature_details(self.interpreter)
-
-    def fresh(self) -> "TFLiteModel":
-        """A new interpreter of the same model: the only way to reset resource variables."""
-        return TFLiteModel(self.content, self.name)
-
-    def set(self, name: str, value: np.ndarray) -> None:
-        details = self.inputs[name]
-        self.interpreter.set_tensor(details["index"], _quantize(value, details))
-
-    def get(self, name: str) -> np.ndarray:
-        details = self.outputs[name]
-        return _dequantize(self.interpreter.get_tensor(details["index"]), details)
-
-    @property
-    def input_name(self) -> str:
-        return next(iter(self.inputs))
-
-    @property
-    def output_name(self) -> str:
-        return next(iter(self.outputs))
-
-    def latency_ms(self, runs: int = LATENCY_RUNS, warmup: int = LATENCY_WARMUP) -> float:
-        """Median wall time of one ``invoke()`` with the inputs as they are set."""
-        invoke = self.interpreter.invoke
-        for _ in range(warmup):
-            invoke()
-        times = np.empty(runs)
-        for i in range(runs):
-            start = time.perf_counter()
-            invoke()
-            times[i] = time.perf_counter() - start
-        return float(np.median(times) * 1000.0)
-
-
-def predict_non_stream(model: TFLiteModel, inputs: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Runs a one-input model on each example (batch 1); returns float logits [N, classes]."""
-    name, output = model.input_name, model.output_name
-    logits = []
-    for example in _progress(inputs, progress, f"{model.name}"):
-        model.set(name, example[np.newaxis])
-        model.interpreter.invoke()
-        logits.append(model.get(output)[0])
-    return np.stack(logits)
-
-
-def predict_stream_external(model: TFLiteModel, audio: np.ndarray, metadata: dict,
-                            prime_audio_state: bool = False, progress: bool = False) -> np.ndarray:
-    """Streams each clip packet by packet from zero states; logits after the last packet.
-    ``prime_audio_state``: start with the clip's first packet in the audio ring buffer and feed
-    the rest (exactly the non-stream frames)."""
-    pairs = [(s["input"], s["output"]) for s in metadata["states"]]
-    packet_name = metadata["packet_input"]
-    packet_samples = int(model.inputs[packet_name]["shape"][-1])
-    audio_state = metadata.get("audio_state") if prime_audio_state else None
-    zeros = {name: np.zeros(model.inputs[name]["shape"], np.float32) for name, _ in pairs}
-    logits_name = metadata["logits_output"]
-    logits = []
-    for clip in _progress(exporting.stream_packets(audio, packet_samples), progress, model.name):
-        for name, value in zeros.items():
-            model.set(name, value)
-        packets = clip
-        if audio_state is not None:
-            model.set(audio_state, clip[0][np.newaxis, -model.inputs[audio_state]["shape"][-1]:])
-            packets = clip[1:]
-        for packet in packets:
-            model.set(packet_name, packet[np.newaxis])
-            model.interpreter.invoke()
-            for name, output in pairs:  # (de)quantized by each tensor's own parameters
-                model.set(name, model.get(output))
-        logits.append(model.get(logits_name)[0])
-    return np.stack(logits)
-
-
-def predict_stream_internal(model: TFLiteModel, audio: np.ndarray,
-                            progress: bool = False) -> np.ndarray:
-    """Streams each clip through a fresh interpreter (zero states); logits after the last packet."""
-    packet_samples = int(model.inputs[model.input_name]["shape"][-1])
-    logits = []
-    for clip in _progress(exporting.stream_packets(audio, packet_samples), progress, model.name):
-        stream = model.fresh()
-        name, output = stream.input_name, stream.output_name
-        for packet in clip:
-            stream.set(name, packet[np.newaxis])
-            stream.interpreter.invoke()
-        logits.append(stream.get(output)[0])
-    return np.stack(logits)
-
-
-def _progress(items, enabled: bool, desc: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, unit="clip", leave=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +139,7 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
 
     def load(name: str) -> TFLiteModel:
         if name not in loaded:
-            loaded[name] = TFLiteModel(exporting.read_tflite(tflite_paths[name]), name)
+            loaded[name] = TFLiteModel(read_tflite(tflite_paths[name]), name)
         return loaded[name]
 
     for name in formats:
@@ -468,7 +348,7 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
                  if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
     for name, path in paths.items():
         if name not in to_export:
-            exporting.read_tflite(path)
+            read_tflite(path)
 
     dataset = None
 

@@ -63,6 +63,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from kwsnb import streaming
+from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
+                           check_builtin_ops, describe_io, make_interpreter, operator_names,
+                           signature_details, stream_packets, tflite_schema)
+from kwsnb.streaming import front_end_layer, mfcc_of, split_front_end
+
 FORMAT_DESCRIPTIONS = {
     "tflite_float": "float32, raw audio in",
     "tflite_dynamic": "dynamic-range quantization (int8 weights), front end float",
@@ -79,167 +85,21 @@ FORMATS = NON_STREAM_FORMATS + STREAM_FORMATS
 # Formats calibrated on representative training clips.
 INT8_FORMATS = ("tflite_int8", "tflite_features_int8", "tflite_stream_external_int8")
 
-MODEL_FILE = "model.tflite"
-METADATA_FILE = "metadata.json"
 # Calibration clips: a few hundred cover the activation ranges; more only slows the export.
 REPRESENTATIVE_CLIPS = 300
 # Streaming calibration: every packet of this many clips (50 packets each), so the states are
 # seen at every fill level, from all-zero to a full second of audio.
 REPRESENTATIVE_STREAM_CLIPS = 30
-TFLITE_IDENTIFIER = b"TFL3"
-
-
-class ExportError(RuntimeError):
-    """A model that cannot be exported as asked, or a .tflite file that cannot be read."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading and checking TFLite flatbuffers
 # ---------------------------------------------------------------------------------------------
 
-def _schema():
-    from ai_edge_litert import schema_py_generated
-
-    return schema_py_generated
-
-
-def _opcode_names() -> dict[int, str]:
-    schema = _schema()
-    return {value: name for name, value in vars(schema.BuiltinOperator).items()
-            if not name.startswith("_")}
-
-
-def operator_names(model_content: bytes) -> list[str]:
-    """The distinct operators of a TFLite model, all subgraphs, sorted; a custom op (Flex ops
-    included) appears as ``CUSTOM:<its code>``."""
-    schema = _schema()
-    model = schema.Model.GetRootAs(model_content, 0)
-    names = _opcode_names()
-    found = set()
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            found.add(f"CUSTOM:{(code.CustomCode() or b'').decode()}")
-        else:
-            found.add(names.get(builtin, f"BUILTIN_{builtin}"))
-    return sorted(found)
-
-
-def check_builtin_ops(model_content: bytes, what: str = "model") -> list[str]:
-    """Returns the model's operators; raises ExportError if any is a custom or Flex op."""
-    names = operator_names(model_content)
-    custom = [n.split(":", 1)[1] for n in names if n.startswith("CUSTOM:")]
-    if custom:
-        raise ExportError(f"{what} needs non-builtin TFLite ops {custom}; kwsnb exports only "
-                          "models made of builtin ops (the front end must be kwsnb.features.MFCC)")
-    return names
-
-
-def read_tflite(path: str | Path) -> bytes:
-    """Reads a .tflite file and checks that LiteRT can load it; ExportError names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path} not found: export the model first "
-                          "(kwsnb.export.export, or `python -m kwsnb.evaluate TRAIN_DIR --reexport`)")
-    content = path.read_bytes()
-    if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
-        raise ExportError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier; "
-                          f"{len(content)} bytes): re-export it (--reexport) or delete it")
-    try:
-        interpreter = make_interpreter(content)
-        interpreter.allocate_tensors()
-    except (ValueError, RuntimeError) as error:
-        raise ExportError(f"{path} is corrupt: LiteRT cannot load it ({error}). "
-                          "Re-export it (--reexport) or delete it") from None
-    return content
-
-
-def make_interpreter(model_content: bytes, num_threads: int = 1):
-    """A LiteRT interpreter (one thread by default: latencies are reported single-threaded)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_content=model_content, num_threads=num_threads)
-
-
-def describe_io(model_content: bytes) -> dict:
-    """Inputs and outputs of the model's serving signature (Keras names and order): name,
-    shape, dtype and (scale, zero point) for quantized tensors."""
-    interpreter = make_interpreter(model_content)
-    runner_inputs, runner_outputs = signature_details(interpreter)
-
-    def describe(details):
-        scale, zero_point = details["quantization"]
-        entry = {"shape": [int(d) for d in details["shape"]],
-                 "dtype": np.dtype(details["dtype"]).name}
-        if scale:
-            entry["scale"] = float(scale)
-            entry["zero_point"] = int(zero_point)
-        return entry
-
-    return {"inputs": {name: describe(d) for name, d in runner_inputs.items()},
-            "outputs": {name: describe(d) for name, d in runner_outputs.items()}}
-
-
-def signature_details(interpreter) -> tuple[dict, dict]:
-    """Input and output details keyed by signature name. Tensor order in a multi-input TFLite
-    model is not the Keras order, names are reliable: inputs keep the Keras input names, outputs
-    the keys of a dict output or ``output_0, output_1, ...`` (Keras order) for a list."""
-    signatures = interpreter.get_signature_list()
-    if len(signatures) != 1:
-        raise ExportError(f"expected one signature in the TFLite model, found {list(signatures)}")
-    key = next(iter(signatures))
-    runner = interpreter.get_signature_runner(key)
-    inputs, outputs = runner.get_input_details(), runner.get_output_details()
-    output_order = sorted(outputs, key=lambda n: int(n.rsplit("_", 1)[-1])
-                          if re.fullmatch(r"output_\d+", n) else -1)
-    return ({n: inputs[n] for n in signatures[key]["inputs"]},
-            {n: outputs[n] for n in output_order})
-
 
 # ---------------------------------------------------------------------------------------------
 # Front end: which layer, which TFLite ops
 # ---------------------------------------------------------------------------------------------
-
-def front_end_layer(model):
-    """The layer of ``model`` that computes the MFCCs: a kwsnb.features.MFCC, or the layer
-    wrapping one (kwsnb.layers.Stream keeps it as ``cell``). Exactly one is expected."""
-    from kwsnb.features import MFCC
-
-    def holds_mfcc(layer, depth=0):
-        cell = getattr(layer, "cell", None)
-        return isinstance(layer, MFCC) or (cell is not None and depth < 4
-                                           and holds_mfcc(cell, depth + 1))
-
-    found = [layer for layer in model.layers if holds_mfcc(layer)]
-    if len(found) != 1:
-        raise ExportError(f"model {model.name!r} has {len(found)} MFCC front-end layers; export "
-                          "needs exactly one (raw audio in, kwsnb.features.MFCC inside)")
-    return found[0]
-
-
-def mfcc_of(layer):
-    """The kwsnb.features.MFCC inside a front-end layer (its flags, packet size, ...)."""
-    while getattr(layer, "cell", None) is not None:
-        layer = layer.cell
-    return layer
-
-
-def split_front_end(model):
-    """(front_end, body): two Keras models sharing the model's layers; front_end maps raw audio
-    to MFCC features, body maps features to the model's output."""
-    import keras
-
-    mfcc = front_end_layer(model)
-    try:
-        # One input as a tensor, not a one-element list: callers pass an array.
-        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        front_end = keras.Model(inputs, mfcc.output, name=f"{model.name}_front_end")
-        body = keras.Model(mfcc.output, model.outputs[0], name=f"{model.name}_body")
-    except (AttributeError, ValueError) as error:
-        raise ExportError(f"cannot split model {model.name!r} at its MFCC layer ({error}); the "
-                          "features-in format needs a functional Keras model") from None
-    return front_end, body
 
 
 def _scope_pattern(layer_name: str) -> re.Pattern:
@@ -260,7 +120,7 @@ def front_end_tensor_names(model_content: bytes, front_end_name: str = "mfcc") -
 
 def front_end_constant_bytes(model_content: bytes, front_end_name: str = "mfcc") -> int:
     """Bytes of the constants the front end reads (window, mel filterbank, DCT matrices)."""
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
     graph = model.subgraphs[0]
     names = front_end_tensor_names(model_content, front_end_name)
@@ -281,7 +141,7 @@ def front_end_inputs(model_content: bytes, front_end_name: str = "mfcc") -> list
 
 
 def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[str], set[int]]:
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
     graph = model.subgraphs[0]
     names = [t.name.decode() for t in graph.tensors]
@@ -333,7 +193,7 @@ def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[st
 
 def check_front_end_float(model_content: bytes, front_end_names: set[str], what: str) -> None:
     """Raises ExportError if any front-end op of a quantized model reads or writes int8/int16."""
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
     graph = model.subgraphs[0]
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16}
@@ -448,7 +308,7 @@ def _restore_float_weights(content: bytes, float_content: bytes, op_outputs: set
     float model), so they run float kernels instead of hybrid int8 ones."""
     import flatbuffers
 
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(content, 0)
     reference = schema.ModelT.InitFromPackedBuf(float_content, 0)
     reference_graph = reference.subgraphs[0]
@@ -513,7 +373,7 @@ def _quantize_with_float_front_end(model, float_content: bytes, representative: 
 
 def convert_int8(model, representative_audio: np.ndarray, float_content: bytes | None = None) -> bytes:
     """Int8 body, float front end, float32 audio in and logits out."""
-    audio = _as_audio(representative_audio)
+    audio = as_audio(representative_audio)
     float_content = float_content or convert_float(model)
 
     def representative():
@@ -529,7 +389,7 @@ def convert_features_int8(model, representative_audio: np.ndarray) -> bytes:
     import tensorflow as tf
 
     front_end, body = split_front_end(model)
-    features = predict_batches(front_end, _as_audio(representative_audio))
+    features = predict_batches(front_end, as_audio(representative_audio))
 
     def representative():
         for feature in features:
@@ -596,13 +456,6 @@ def _input_name(tensor) -> str:
     return tensor.name.split(":")[0]
 
 
-def stream_packets(audio: np.ndarray, packet_samples: int) -> np.ndarray:
-    """[clips, samples] -> [clips, packets, packet_samples] (a partial last packet is dropped)."""
-    audio = _as_audio(audio)
-    count = audio.shape[1] // packet_samples
-    return audio[:, :count * packet_samples].reshape(len(audio), count, packet_samples)
-
-
 def external_state_inputs(float_content: bytes, pairs: Sequence[tuple[str, str]],
                           audio: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Runs the float external-state model over every packet of each clip (states zeroed per
@@ -632,7 +485,7 @@ def convert_stream_external_int8(stream_model, representative_audio: np.ndarray,
     Calibrated on every packet of ``clips`` clips, with the states the float model produces."""
     pairs = stream_state_pairs(stream_model)
     float_content = float_content or convert_float(stream_model, "external-state float model")
-    samples = external_state_inputs(float_content, pairs, _as_audio(representative_audio)[:clips])
+    samples = external_state_inputs(float_content, pairs, as_audio(representative_audio)[:clips])
 
     def representative():
         yield from samples
@@ -658,17 +511,10 @@ def predict_batches(model, inputs: np.ndarray, batch_size: int = 100) -> np.ndar
     return np.concatenate(outputs)
 
 
-def _as_audio(audio) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 2 or len(audio) == 0:
-        raise ExportError(f"expected audio clips shaped [clips, samples], got {audio.shape}")
-    return audio
-
-
 def representative_subset(audio: np.ndarray, count: int = REPRESENTATIVE_CLIPS,
                           seed: int = 0) -> np.ndarray:
     """``count`` clips drawn at random (reproducibly) from ``audio``."""
-    audio = _as_audio(audio)
+    audio = as_audio(audio)
     if len(audio) <= count:
         return audio
     return audio[np.sort(np.random.default_rng(seed).choice(len(audio), count, replace=False))]
@@ -680,8 +526,6 @@ def representative_subset(audio: np.ndarray, count: int = REPRESENTATIVE_CLIPS,
 
 def streaming_models(model) -> dict:
     """{"external": ..., "internal": ...} streaming Keras models with the model's weights."""
-    from kwsnb import streaming
-
     return {"external": streaming.to_stream_external(model),
             "internal": streaming.to_stream_internal(model)}
 

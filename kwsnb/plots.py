@@ -600,7 +600,7 @@ def noise_levels(noise, ax=None, title: str | None = None):
 
 def detection_tradeoff(sweep: Sequence[dict], ax=None, title: str | None = None):
     """Miss rate against false accepts per hour, one point per threshold
-    (``kwsnb.streaming.sweep_thresholds``)."""
+    (``kwsnb.detect.sweep_thresholds``)."""
     fig, ax = _axes(ax, (6, 4))
     false_accepts = [row["false_accepts_per_hour"] for row in sweep]
     misses = [100 * row["miss_rate"] for row in sweep]

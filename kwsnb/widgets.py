@@ -146,12 +146,12 @@ def predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A function clip ``[samples]`` -> probabilities ``[labels]`` for a Keras non-stream model,
     or a non-stream raw-audio ``.tflite`` file (e.g. ``TRAIN_DIR/tflite_int8/model.tflite``)."""
     if isinstance(model, (str, Path)):
-        from kwsnb import evaluate, export
+        from kwsnb import runtime
 
-        runner = evaluate.TFLiteModel(export.read_tflite(model), Path(model).parent.name)
+        runner = runtime.TFLiteModel(runtime.read_tflite(model), Path(model).parent.name)
 
         def predict(clip):
-            logits = evaluate.predict_non_stream(runner, np.asarray(clip, np.float32)[None])
+            logits = runtime.predict_non_stream(runner, np.asarray(clip, np.float32)[None])
             return plots.softmax(logits[0])
         return predict
 

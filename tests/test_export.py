@@ -254,23 +254,23 @@ def test_unknown_format_is_refused(untrained, clips):
 
 
 def test_read_tflite_names_missing_and_corrupt_files(tmp_path, untrained):
-    from kwsnb import export as exporting
+    from kwsnb import export as exporting, runtime
 
     missing = tmp_path / "tflite_float" / "model.tflite"
     with pytest.raises(exporting.ExportError, match=f"{missing}.*not found"):
-        exporting.read_tflite(missing)
+        runtime.read_tflite(missing)
     not_tflite = tmp_path / "text.tflite"
     not_tflite.write_text("definitely not a flatbuffer")
     with pytest.raises(exporting.ExportError, match=f"{not_tflite}.*not a TFLite model"):
-        exporting.read_tflite(not_tflite)
+        runtime.read_tflite(not_tflite)
     _, content = untrained
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(content[:len(content) // 3])
     with pytest.raises(exporting.ExportError, match=f"{truncated}.*corrupt"):
-        exporting.read_tflite(truncated)
+        runtime.read_tflite(truncated)
     whole = tmp_path / "whole.tflite"
     whole.write_bytes(content)
-    assert exporting.read_tflite(whole) == content
+    assert runtime.read_tflite(whole) == content
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,11 +280,11 @@ def test_read_tflite_names_missing_and_corrupt_files(tmp_path, untrained):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_export_writes_every_format_with_metadata(exported, task):
-    from kwsnb import export as exporting
+    from kwsnb import export as exporting, runtime
 
     assert set(exported) == set(exporting.FORMATS)
     for name, path in exported.items():
-        content = exporting.read_tflite(path)
+        content = runtime.read_tflite(path)
         ops = exporting.check_builtin_ops(content, name)
         metadata = json.loads((path.parent / exporting.METADATA_FILE).read_text())
         assert metadata["format"] == name and metadata["labels"] == task.labels
@@ -315,18 +315,18 @@ def test_export_writes_every_format_with_metadata(exported, task):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_quantized_formats_keep_the_float_accuracy(exported, task):
-    from kwsnb import export as exporting
+    from kwsnb import export as exporting, runtime
 
     front_end, _ = exporting.split_front_end(task.model)
     features = front_end.predict(task.test_audio, batch_size=200, verbose=0)
     keras_logits = task.model.predict(task.test_audio, batch_size=200, verbose=0)
 
     def accuracy(name):
-        content = exporting.read_tflite(exported[name])
+        content = runtime.read_tflite(exported[name])
         inputs = features if name == "tflite_features_int8" else task.test_audio
         return np.mean(_run(content, inputs).argmax(-1) == task.test_labels)
 
-    float_logits = _run(exporting.read_tflite(exported["tflite_float"]), task.test_audio)
+    float_logits = _run(runtime.read_tflite(exported["tflite_float"]), task.test_audio)
     np.testing.assert_allclose(float_logits, keras_logits, rtol=1e-4,
                                atol=1e-4 * np.abs(keras_logits).max())
     float_accuracy = np.mean(float_logits.argmax(-1) == task.test_labels)
@@ -338,10 +338,10 @@ def test_quantized_formats_keep_the_float_accuracy(exported, task):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_stream_formats_match_the_non_stream_model(exported, task):
-    from kwsnb import evaluate, export as exporting
+    from kwsnb import evaluate, export as exporting, runtime
 
     def model(name):
-        return evaluate.TFLiteModel(exporting.read_tflite(exported[name]), name)
+        return evaluate.TFLiteModel(runtime.read_tflite(exported[name]), name)
 
     def metadata(name):
         return json.loads((exported[name].parent / exporting.METADATA_FILE).read_text())

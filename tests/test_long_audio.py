@@ -53,12 +53,12 @@ def trained_model(folder: str):
     after each word, and windows between words as _silence_."""
     import keras
 
-    from kwsnb import export as exporting, models, streaming
+    from kwsnb import export as exporting, long_audio, models
 
     audio, labels = synthetic_clips(folder)
     windows, targets = [], []
     for seed, noise_level in ((10, 0.02), (11, 0.05), (12, 0.1)):
-        recording = streaming.make_long_recording(audio, labels, LABELS, noise=folder,
+        recording = long_audio.make_long_recording(audio, labels, LABELS, noise=folder,
                                                   duration_s=120, noise_level=noise_level,
                                                   seed=seed)
         for start, end, label in recording.events:
@@ -67,7 +67,7 @@ def trained_model(folder: str):
                 if SAMPLE_RATE <= stop <= len(recording.audio):
                     windows.append(recording.audio[stop - SAMPLE_RATE:stop])
                     targets.append(LABELS.index(label))
-        between = _outside(recording.events, len(recording.audio), streaming.WORD_MARGIN_S)
+        between = _outside(recording.events, len(recording.audio), long_audio.WORD_MARGIN_S)
         for stop in range(SAMPLE_RATE, len(recording.audio), SAMPLE_RATE // 4):
             if between[stop - SAMPLE_RATE:stop].all():
                 windows.append(recording.audio[stop - SAMPLE_RATE:stop])
@@ -101,9 +101,9 @@ def untrained():
 
 @pytest.fixture(scope="module")
 def short_recording(clips, synthetic_dir):
-    from kwsnb import streaming
+    from kwsnb import long_audio
 
-    return streaming.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=12,
+    return long_audio.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=12,
                                          seed=7)
 
 
@@ -116,17 +116,17 @@ def model(synthetic_dir):
 def easy_recording(clips, synthetic_dir):
     """One minute of the model's own training clips (other order, gaps and noise than its
     training recordings) over quiet noise (26 dB SNR)."""
-    from kwsnb import streaming
+    from kwsnb import long_audio
 
-    return streaming.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=60,
+    return long_audio.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=60,
                                          noise_level=0.05, seed=1)
 
 
 @pytest.fixture(scope="module")
 def easy_result(model, easy_recording):
-    from kwsnb import streaming
+    from kwsnb import detect
 
-    return streaming.detect(model, easy_recording, LABELS)
+    return detect.detect(model, easy_recording, LABELS)
 
 
 def _outside(events, samples: int, margin_s: float) -> np.ndarray:
@@ -142,9 +142,9 @@ def _outside(events, samples: int, margin_s: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def test_words_sit_where_the_events_say(clips):
-    from kwsnb import streaming
+    from kwsnb import long_audio
 
-    recording = streaming.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5),
+    recording = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5),
                                               seed=3)
     audio, events = recording.audio, recording.events
     assert recording.sample_rate == SAMPLE_RATE and len(audio) == 60 * SAMPLE_RATE
@@ -156,7 +156,7 @@ def test_words_sit_where_the_events_say(clips):
     gaps = starts[1:] - ends[:-1]
     assert gaps.min() >= 0.5 - 1e-6 and gaps.max() <= 1.5 + 1e-6
     # Quiet: nothing but the words' pieces (speech extent + margin) is in the recording.
-    margin = streaming.WORD_MARGIN_S
+    margin = long_audio.WORD_MARGIN_S
     assert not np.any(audio[_outside(events, len(audio), margin + 1e-3)])
     # Each event is the speech: its loudest 32 ms frame is speech-loud, and nothing in the margins
     # around it comes within SPEECH_TOP_DB of that (the energy trim that defined it).
@@ -171,20 +171,20 @@ def test_words_sit_where_the_events_say(clips):
             around = audio[max(0, lo):max(0, hi)]
             if len(around) >= frame:
                 power = np.mean(np.lib.stride_tricks.sliding_window_view(around, frame) ** 2, 1)
-                assert power.max() < peak * 10 ** (-streaming.SPEECH_TOP_DB / 10)
+                assert power.max() < peak * 10 ** (-long_audio.SPEECH_TOP_DB / 10)
     # Seeded.
-    again = streaming.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=3)
-    other = streaming.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=4)
+    again = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=3)
+    other = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=4)
     np.testing.assert_array_equal(again.audio, audio)
     assert again.events == events and other.events != events
 
 
 def test_noise_fills_the_gaps_at_the_requested_level(clips, synthetic_dir):
-    from kwsnb import data, streaming
+    from kwsnb import data, long_audio
 
     options = dict(duration_s=30, seed=5)
-    quiet = streaming.make_long_recording(*clips, LABELS, **options)
-    noisy = streaming.make_long_recording(*clips, LABELS, noise=synthetic_dir, noise_level=0.1,
+    quiet = long_audio.make_long_recording(*clips, LABELS, **options)
+    noisy = long_audio.make_long_recording(*clips, LABELS, noise=synthetic_dir, noise_level=0.1,
                                           **options)
     assert noisy.events == quiet.events  # the noise draws come after the words'
     noise = noisy.audio - quiet.audio
@@ -194,11 +194,11 @@ def test_noise_fills_the_gaps_at_the_requested_level(clips, synthetic_dir):
     assert np.mean(noise == 0) < 1e-3, "noise everywhere, no holes at the joins"
     # The noise folder can be the data folder, its _background_noise_ folder, or arrays.
     folder = synthetic_dir / data.BACKGROUND_NOISE_DIR_NAME
-    same = streaming.make_long_recording(*clips, LABELS, noise=folder, noise_level=0.1, **options)
+    same = long_audio.make_long_recording(*clips, LABELS, noise=folder, noise_level=0.1, **options)
     np.testing.assert_array_equal(same.audio, noisy.audio)
     hum = data.load_clip(folder / "hum.wav", clip_samples=None)
     for arrays in (hum, [hum, hum[::-1]]):
-        mixed = streaming.make_long_recording(*clips, LABELS, noise=arrays, noise_level=0.3,
+        mixed = long_audio.make_long_recording(*clips, LABELS, noise=arrays, noise_level=0.3,
                                               **options)
         np.testing.assert_allclose(np.sqrt(np.mean((mixed.audio - quiet.audio) ** 2)),
                                    0.3 * speech_rms, rtol=1e-3)
@@ -207,26 +207,26 @@ def test_noise_fills_the_gaps_at_the_requested_level(clips, synthetic_dir):
 def test_save_writes_wav_and_events_csv(clips, tmp_path):
     import soundfile
 
-    from kwsnb import streaming
+    from kwsnb import long_audio
 
-    recording = streaming.make_long_recording(*clips, LABELS, duration_s=20, seed=2)
+    recording = long_audio.make_long_recording(*clips, LABELS, duration_s=20, seed=2)
     recording.save(tmp_path / "long")
     audio, rate = soundfile.read(tmp_path / "long.wav", dtype="float32")
     assert rate == SAMPLE_RATE
     np.testing.assert_allclose(audio, recording.audio, atol=1 / 32768)
     lines = (tmp_path / "long.csv").read_text().splitlines()
     assert lines[0] == "start_s,end_s,label" and len(lines) == len(recording.events) + 1
-    loaded = streaming.LongRecording.load(tmp_path / "long.wav")
+    loaded = long_audio.LongRecording.load(tmp_path / "long.wav")
     assert [label for *_, label in loaded.events] == [label for *_, label in recording.events]
     np.testing.assert_allclose([e[:2] for e in loaded.events], [e[:2] for e in recording.events],
                                atol=1e-4)
 
 
 def test_bad_recording_inputs_are_explained(clips, tmp_path):
-    from kwsnb import streaming
+    from kwsnb import long_audio
 
     audio, labels = clips
-    make = streaming.make_long_recording
+    make = long_audio.make_long_recording
     with pytest.raises(ValueError, match=r"clips \[clips, samples\]"):
         make(audio[0], labels[:1], LABELS)
     with pytest.raises(ValueError, match="clips but .* labels"):
@@ -245,7 +245,7 @@ def test_bad_recording_inputs_are_explained(clips, tmp_path):
         make(audio, labels, LABELS, noise=np.zeros(SAMPLE_RATE), duration_s=5)
     with pytest.raises(FileNotFoundError, match="events file"):
         (tmp_path / "lonely.wav").write_bytes(b"")
-        streaming.LongRecording.load(tmp_path / "lonely.wav")
+        long_audio.LongRecording.load(tmp_path / "lonely.wav")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def _posteriors(duration_s: float, pulses, labels=LABELS) -> tuple[np.ndarray, n
 
 
 def test_matcher_counts_hits_misses_and_false_accepts():
-    from kwsnb import streaming
+    from kwsnb import detect
 
     events = [(1.0, 1.5, "yes"), (4.0, 4.6, "no"), (8.0, 8.4, "yes"), (12.0, 12.5, "_unknown_"),
               (15.0, 15.5, "up")]
@@ -280,7 +280,7 @@ def test_matcher_counts_hits_misses_and_false_accepts():
     # One-packet pulses at the detection times: threshold 0.5 without smoothing or suppression
     # detects exactly there.
     times, posteriors = _posteriors(1800, [(t, t + PACKET_S, label) for t, label in detections])
-    result = streaming.score_posteriors(times, posteriors, LABELS, events, 1800.0, threshold=0.5,
+    result = detect.score_posteriors(times, posteriors, LABELS, events, 1800.0, threshold=0.5,
                                         suppression_ms=0.0)
     assert [(round(t, 2), label) for t, label, _ in result.detections] == \
         [(t, label) for t, label in detections]
@@ -293,35 +293,35 @@ def test_matcher_counts_hits_misses_and_false_accepts():
     assert json.loads(json.dumps(summary)) == summary
     assert summary["keyword_events"] == 4 and summary["other_events"] == 1
     # A wider tolerance turns the late "up" into a hit.
-    wider = streaming.rescore(result, tolerance_s=0.7)
+    wider = detect.rescore(result, tolerance_s=0.7)
     assert (wider.hits, wider.misses, wider.false_accepts) == (3, 1, 3)
 
 
 def test_smoothing_averages_the_last_packets():
-    from kwsnb import streaming
+    from kwsnb import detect
 
     step = np.zeros((30, 2), np.float32)
     step[10:, 1] = 1.0
-    smoothed = streaming.smooth_posteriors(step, smoothing_ms=200)
+    smoothed = detect.smooth_posteriors(step, smoothing_ms=200)
     np.testing.assert_allclose(smoothed[10:20, 1], np.arange(1, 11) / 10, rtol=1e-6)
     np.testing.assert_allclose(smoothed[20:, 1], 1.0)
-    np.testing.assert_array_equal(streaming.smooth_posteriors(step, 0), step)
+    np.testing.assert_array_equal(detect.smooth_posteriors(step, 0), step)
     # One loud packet: averaged over 10 packets it stays far below the threshold.
     times, spike = _posteriors(5, [(2.0, 2.0 + PACKET_S, "yes")])
-    assert streaming.find_detections(times, spike, LABELS, threshold=0.6)
-    assert not streaming.find_detections(times, streaming.smooth_posteriors(spike, 200), LABELS,
+    assert detect.find_detections(times, spike, LABELS, threshold=0.6)
+    assert not detect.find_detections(times, detect.smooth_posteriors(spike, 200), LABELS,
                                          threshold=0.6)
     with pytest.raises(ValueError, match="smoothing_ms"):
-        streaming.smooth_posteriors(step, -1)
+        detect.smooth_posteriors(step, -1)
 
 
 def test_suppression_and_one_detection_per_excursion():
-    from kwsnb import streaming
+    from kwsnb import detect
 
     def detections(pulses, **options):
         times, posteriors = _posteriors(10, pulses)
         return [(round(t, 2), label) for t, label, _ in
-                streaming.find_detections(times, posteriors, LABELS, threshold=0.6, **options)]
+                detect.find_detections(times, posteriors, LABELS, threshold=0.6, **options)]
 
     two = [(1.0, 1.1, "yes"), (1.5, 1.6, "no")]
     assert detections(two, suppression_ms=1000) == [(1.0, "yes")]
@@ -335,23 +335,23 @@ def test_suppression_and_one_detection_per_excursion():
     assert detections([(1.0, 1.1, "_unknown_")]) == []
     times, posteriors = _posteriors(3, [])
     posteriors[50, :] = [0, 0, 0.7, 0.3, 0.9, 0]
-    assert streaming.find_detections(times, posteriors, LABELS, threshold=0.25) == \
+    assert detect.find_detections(times, posteriors, LABELS, threshold=0.25) == \
         [(pytest.approx(1.02), "up", pytest.approx(0.9))]
 
 
 def test_sweep_thresholds_rescores_one_run():
-    from kwsnb import streaming
+    from kwsnb import detect
 
     events = [(1.0, 1.4, "yes"), (3.0, 3.5, "no"), (6.0, 6.4, "down")]
     times, posteriors = _posteriors(600, [(1.2, 1.6, "yes"), (3.3, 3.7, "no")])
     posteriors[(times > 8) & (times < 8.3)] = [0.3, 0, 0, 0, 0.7, 0]  # a false "up" at 0.7
-    sweep = streaming.sweep_thresholds(posteriors, [0.5, 0.8, 1.01], label_names=LABELS,
+    sweep = detect.sweep_thresholds(posteriors, [0.5, 0.8, 1.01], label_names=LABELS,
                                        events=events, times_s=times, duration_s=600)
     assert [(s["hits"], s["false_accepts"]) for s in sweep] == [(2, 1), (2, 0), (0, 0)]
     assert sweep[0]["false_accepts_per_hour"] == pytest.approx(6.0)
     assert [s["miss_rate"] for s in sweep] == pytest.approx([1 / 3, 1 / 3, 1.0])
-    result = streaming.score_posteriors(times, posteriors, LABELS, events, 600)
-    assert streaming.sweep_thresholds(result, [0.5, 0.8, 1.01]) == sweep
+    result = detect.score_posteriors(times, posteriors, LABELS, events, 600)
+    assert detect.sweep_thresholds(result, [0.5, 0.8, 1.01]) == sweep
 
 
 def test_plot_draws_the_timeline():
@@ -360,13 +360,13 @@ def test_plot_draws_the_timeline():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kwsnb import streaming
+    from kwsnb import detect
 
     events = [(1.0, 1.5, "yes"), (4.0, 4.6, "no"), (8.0, 8.4, "yes"), (12.0, 12.5, "_unknown_"),
               (25.0, 25.5, "up")]
     times, posteriors = _posteriors(30, [(1.2, 1.5, "yes"), (6.0, 6.3, "down"),
                                          (25.2, 25.5, "up")])
-    result = streaming.score_posteriors(times, posteriors, LABELS, events, 30.0)
+    result = detect.score_posteriors(times, posteriors, LABELS, events, 30.0)
     assert result.detection_hits == [True, False, True]
     ax = result.plot(max_seconds=20)
     try:
@@ -397,9 +397,9 @@ def test_every_keras_mode_streams_the_same(untrained, short_recording):
     and that graph computes what StreamRunner (one eager call per packet) computes."""
     from scipy.special import softmax
 
-    from kwsnb import streaming
+    from kwsnb import detect, streaming
 
-    results = [streaming.detect(model, short_recording, LABELS, smoothing_ms=0, threshold=0.3)
+    results = [detect.detect(model, short_recording, LABELS, smoothing_ms=0, threshold=0.3)
                for model in (untrained, streaming.to_stream_internal(untrained),
                              streaming.to_stream_external(untrained))]
     reference = softmax(streaming.StreamRunner(streaming.to_stream_external(untrained))
@@ -416,28 +416,28 @@ def test_every_keras_mode_streams_the_same(untrained, short_recording):
 def test_detect_explains_bad_input(untrained, short_recording, tmp_path):
     import keras
 
-    from kwsnb import streaming
+    from kwsnb import detect, long_audio
     from kwsnb.export import ExportError
 
     recording = short_recording
-    resampled = streaming.LongRecording(recording.audio[::2], 8000, recording.events)
+    resampled = long_audio.LongRecording(recording.audio[::2], 8000, recording.events)
     with pytest.raises(ValueError, match="8000 Hz but the model expects 16000 Hz"):
-        streaming.detect(untrained, resampled, LABELS)
-    unknown_only = streaming.LongRecording(
+        detect.detect(untrained, resampled, LABELS)
+    unknown_only = long_audio.LongRecording(
         recording.audio, SAMPLE_RATE, [e for e in recording.events if e[2] == "_unknown_"])
     with pytest.raises(ValueError, match="no events of the keywords"):
-        streaming.detect(untrained, unknown_only, LABELS)
+        detect.detect(untrained, unknown_only, LABELS)
     with pytest.raises(ValueError, match="5 names but the model outputs 6"):
-        streaming.detect(untrained, recording, LABELS[:5])
+        detect.detect(untrained, recording, LABELS[:5])
     foreign = keras.Sequential([keras.Input((320,)), keras.layers.Dense(6)], name="foreign")
     with pytest.raises(ValueError, match="'foreign' was not made by kwsnb.models.build"):
-        streaming.detect(foreign, recording, LABELS)
+        detect.detect(foreign, recording, LABELS)
     with pytest.raises(TypeError, match="LongRecording"):
-        streaming.detect(untrained, recording.audio, LABELS)
+        detect.detect(untrained, recording.audio, LABELS)
     with pytest.raises(TypeError, match="streaming .tflite"):
-        streaming.detect(42, recording, LABELS)
+        detect.detect(42, recording, LABELS)
     with pytest.raises(ExportError, match="nowhere.*not found"):
-        streaming.detect(tmp_path / "nowhere", recording, LABELS)
+        detect.detect(tmp_path / "nowhere", recording, LABELS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,11 +451,11 @@ def test_every_architecture_streams_in_the_graph(name, short_recording):
     import keras
     from scipy.special import softmax
 
-    from kwsnb import models, streaming
+    from kwsnb import detect, models, streaming
 
     keras.utils.set_random_seed(0)
     model = models.build(name, label_count=len(LABELS))
-    result = streaming.detect(model, short_recording, LABELS)
+    result = detect.detect(model, short_recording, LABELS)
     reference = softmax(streaming.StreamRunner(streaming.to_stream_external(model))
                         .run(short_recording.audio[:100 * 320]), axis=-1)
     np.testing.assert_allclose(result.raw_posteriors[:100], reference, atol=1e-5)
@@ -463,7 +463,7 @@ def test_every_architecture_streams_in_the_graph(name, short_recording):
 
 @pytest.mark.slow
 def test_trained_model_finds_most_words(easy_result, easy_recording):
-    from kwsnb import streaming
+    from kwsnb import detect
 
     result = easy_result
     print("easy recording:", result.summary())
@@ -474,24 +474,24 @@ def test_trained_model_finds_most_words(easy_result, easy_recording):
     assert result.false_accepts_per_hour == pytest.approx(result.false_accepts * 60)
     assert result.miss_rate == pytest.approx(result.misses / result.keyword_events)
     # Re-thresholding the same run: the same answer at the same threshold, nothing above 1.
-    sweep = streaming.sweep_thresholds(result, [0.6, 1.01])
+    sweep = detect.sweep_thresholds(result, [0.6, 1.01])
     assert (sweep[0]["hits"], sweep[0]["false_accepts"]) == (result.hits, result.false_accepts)
     assert sweep[1]["detections"] == 0 and sweep[1]["miss_rate"] == 1.0
     # Another smoothing without a re-run: raw posteriors peak at least as high as their average.
-    unsmoothed = streaming.rescore(result, smoothing_ms=0)
+    unsmoothed = detect.rescore(result, smoothing_ms=0)
     assert unsmoothed.settings["smoothing_ms"] == 0
     assert np.all(unsmoothed.posteriors.max(axis=0) >= result.posteriors.max(axis=0) - 1e-6)
 
 
 @pytest.mark.slow
 def test_tflite_streams_agree_with_keras(model, easy_recording, easy_result, tmp_path):
-    from kwsnb import export as exporting, streaming
+    from kwsnb import detect, export as exporting
 
     formats = ("tflite_float", "tflite_stream_external_float", "tflite_stream_internal_float")
     paths = exporting.export(model, tmp_path, None, LABELS, formats=formats)
     for name in formats[1:]:
         for source in (paths[name], paths[name].parent):  # the .tflite or its format folder
-            result = streaming.detect(source, easy_recording, LABELS)
+            result = detect.detect(source, easy_recording, LABELS)
             np.testing.assert_allclose(result.posteriors, easy_result.posteriors, atol=1e-4)
             assert [label for _, label, _ in result.detections] == \
                 [label for _, label, _ in easy_result.detections]
@@ -502,13 +502,13 @@ def test_tflite_streams_agree_with_keras(model, easy_recording, easy_result, tmp
             print(f"{name}: {result.packets_per_second:,.0f} packets/s")
     # A non-stream model is refused, by its metadata or (without it) by its signature.
     with pytest.raises(ValueError, match="non-stream model .tflite_float.*streaming format"):
-        streaming.detect(paths["tflite_float"], easy_recording, LABELS)
+        detect.detect(paths["tflite_float"], easy_recording, LABELS)
     bare = tmp_path / "bare.tflite"
     shutil.copy(paths["tflite_float"], bare)
     with pytest.raises(ValueError, match="bare.tflite is a non-stream model"):
-        streaming.detect(bare, easy_recording, LABELS)
+        detect.detect(bare, easy_recording, LABELS)
     with pytest.raises(ValueError, match="differ from the model's labels"):
-        streaming.detect(paths["tflite_stream_external_float"], easy_recording,
+        detect.detect(paths["tflite_stream_external_float"], easy_recording,
                          ["silence", *LABELS[1:]])
 
 
@@ -517,16 +517,16 @@ def test_tflite_streams_agree_with_keras(model, easy_recording, easy_result, tmp
 def test_real_speech_over_real_noise(real_train_dir, real_test_dir, tmp_path):
     """keyword_task's model (yes/no/up/down, about 90% on clips) over two minutes of the
     held-out speakers' words mixed with the official noise recordings at 20 dB SNR."""
-    from kwsnb import export as exporting, streaming
+    from kwsnb import detect, export as exporting, long_audio
 
     task = keyword_task(str(real_train_dir), str(real_test_dir))
-    recording = streaming.make_long_recording(task.test_audio, task.test_labels, task.labels,
+    recording = long_audio.make_long_recording(task.test_audio, task.test_labels, task.labels,
                                               noise=real_train_dir, duration_s=120, seed=0)
-    result = streaming.detect(task.model, recording, task.labels, ignore=())
+    result = detect.detect(task.model, recording, task.labels, ignore=())
     print("real speech:", result.summary())
     assert result.hits > result.misses
     path = exporting.export(task.model, tmp_path, None, task.labels,
                             formats=["tflite_stream_external_float"])
-    lite = streaming.detect(path["tflite_stream_external_float"], recording, task.labels,
+    lite = detect.detect(path["tflite_stream_external_float"], recording, task.labels,
                             ignore=())
     np.testing.assert_allclose(lite.posteriors, result.posteriors, atol=1e-4)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from data_setup import synthetic
+from data_setup import speakers, synthetic
 
 WORDS = ("yes", "no", "bed")
 NUM_SPEAKERS = 6
@@ -172,7 +172,7 @@ def test_speakers_are_deterministic_and_extend_with_more_speakers():
     ids = [s.speaker_id for s in large]
     assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{8}", i) for i in ids)
     assert len({s.voice for s in large}) == len(large), "voices repeat only past the pool size"
-    female = set(synthetic.FEMALE_VARIANTS)
+    female = set(speakers.FEMALE_VARIANTS)
     assert all((s.voice.partition("+")[2] in female) == (s.index % 2 == 0) for s in large)
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from kwsnb import models, seed
+from kwsnb import pipeline
 from kwsnb import train as training
+from kwsnb.train import loop as training_loop
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = "yes,no,up,down"
@@ -87,17 +89,17 @@ def test_a_train_dir_accepts_its_own_command_line_again(name, tmp_path):
     train_dir.mkdir(parents=True)
     saved = {**flags, "labels": ["_silence_", "_unknown_", "yes"]}
     (train_dir / training.FLAGS_FILE).write_text(json.dumps(saved, default=str))
-    training._check_compatible(train_dir, saved)
+    training_loop._check_compatible(train_dir, saved)
     changed = training.parse_command_line(
         seed.seed_command(name, "/data", str(tmp_path), extra=["--dct_num_features", "10"]))
     with pytest.raises(training.TrainError, match="other model flags"):
-        training._check_compatible(train_dir, {**changed, "labels": saved["labels"]})
+        training_loop._check_compatible(train_dir, {**changed, "labels": saved["labels"]})
 
 
 def test_bad_schedule_is_refused_before_any_data_is_read(tmp_path):
     argv = quick_argv(tmp_path / "no_data", tmp_path / "run", steps="40,40,40")
     with pytest.raises(training.TrainError, match="same length"):
-        training.run(argv)
+        pipeline.run(argv)
     assert not (tmp_path / "run").exists()
 
 
@@ -105,13 +107,13 @@ def test_impossible_model_flag_is_refused_before_any_data_is_read(tmp_path):
     argv = quick_argv(tmp_path / "no_data", tmp_path / "run", model="mobilenet")
     argv += ["--cnn1_strides", "(8,1)"]
     with pytest.raises(training.TrainError, match="cnn1_strides"):
-        training.run(argv)
+        pipeline.run(argv)
 
 
 def test_missing_data_says_which_command_makes_it(tmp_path):
     argv = quick_argv(tmp_path / "no_data", tmp_path / "run")
     with pytest.raises(training.TrainError, match="data_setup"):
-        training.run(argv)
+        pipeline.run(argv)
 
 
 def test_cli_prints_one_error_line_not_a_traceback(tmp_path):
@@ -129,7 +131,7 @@ def test_cli_prints_one_error_line_not_a_traceback(tmp_path):
 def trained_dir(synthetic_dir, tmp_path_factory):
     """svdf trained for 80 steps on the synthetic set, exported and evaluated."""
     train_dir = tmp_path_factory.mktemp("train") / "svdf"
-    flags, reports = training.run(quick_argv(synthetic_dir, train_dir), progress=False)
+    flags, reports = pipeline.run(quick_argv(synthetic_dir, train_dir), progress=False)
     return train_dir, flags, reports
 
 
@@ -176,7 +178,7 @@ def test_training_writes_the_train_dir_and_a_report_with_every_format(trained_di
 def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir, synthetic_dir):
     train_dir, flags, _ = trained_dir
     argv = quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])
-    again, (report,) = training.run(argv, progress=False)
+    again, (report,) = pipeline.run(argv, progress=False)
     assert again["training_seconds"] == flags["training_seconds"]
     # Training a finished train_dir again trains nothing and keeps its record.
     rows = (train_dir / training.TRAINING_LOG).read_text()
@@ -187,14 +189,14 @@ def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir,
         flags["training_seconds"]
     assert report["model"] == "svdf"
     with pytest.raises(training.TrainError, match="holds a svdf model"):
-        training.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet",
+        pipeline.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet",
                                 extra=["--train", "0"]))
     with pytest.raises(training.TrainError, match="labels"):
-        training.run([*quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])[:-1],
+        pipeline.run([*quick_argv(synthetic_dir, train_dir, extra=["--train", "0"])[:-1],
                       "--wanted_words", "yes,no", "svdf"])
     # Training again into the same folder with another model is refused too.
     with pytest.raises(training.TrainError, match="model_name"):
-        training.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet"))
+        pipeline.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet"))
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import SVDF, ModelBuilder
-from kwsnb.models import Flags
+from kwsnb.models.flags import Flags
 
 FLAGS = {
     # The seed command line's feature flags for this model.

@@ -44,7 +44,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
-from kwsnb.models import Flags
+from kwsnb.models.flags import Flags
 
 FLAGS = {
     # The seed command line's feature flags for this model.

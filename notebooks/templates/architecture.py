@@ -55,7 +55,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Audio, Markdown
 
-from kwsnb import evaluate, models, notebooks, plots, seed, streaming, widgets
+from kwsnb import detect, evaluate, models, notebooks, plots, seed, streaming, widgets
+from kwsnb.long_audio import make_long_recording
 from kwsnb import train as training
 
 MODEL = "{{name}}"
@@ -207,9 +208,9 @@ print(f"largest difference between streaming and non-stream logits: {difference:
 # no such word was spoken a false accept.
 
 # %%
-recording = streaming.make_long_recording(test_audio, test_labels, labels, noise=data_dir,
-                                          duration_s=run.recording_seconds, seed=0)
-detection = streaming.detect(train_dir / run.stream_format, recording, labels)
+recording = make_long_recording(test_audio, test_labels, labels, noise=data_dir,
+                                duration_s=run.recording_seconds, seed=0)
+detection = detect.detect(train_dir / run.stream_format, recording, labels)
 summary = detection.summary()
 Markdown(f"{run.stream_format} over {summary['duration_s'] / 60:.1f} min: "
          f"{summary['hits']} of {summary['keyword_events']} keywords found (miss rate "
@@ -226,7 +227,7 @@ Audio(recording.audio[:10 * recording.sample_rate], rate=recording.sample_rate)
 # The threshold trades misses against false accepts: the same run scored at other thresholds.
 
 # %%
-plots.detection_tradeoff(streaming.sweep_thresholds(detection), title=f"{MODEL}: {run.stream_format}");
+plots.detection_tradeoff(detect.sweep_thresholds(detection), title=f"{MODEL}: {run.stream_format}");
 
 # %% [markdown]
 # ## Try it

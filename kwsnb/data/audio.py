@@ -1,0 +1,238 @@
+"""Reading audio files into int16 clip arrays: robust decoding, resampling, and the .npy cache."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile
+from tqdm.auto import tqdm
+
+logger = logging.getLogger("kwsnb.data")
+
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+
+
+_CACHE_FORMAT = 1
+
+
+class AudioFileWarning(UserWarning):
+    """Some audio files were skipped or fixed while loading; the message names them."""
+
+
+# Issue kinds, in the order the summary lists them. "skip" kinds lose the file.
+_ISSUE_TEXT = {
+    "unreadable": "skipped as unreadable",
+    "empty": "skipped as empty",
+    "downmixed": "downmixed to mono",
+    "resampled": "resampled",
+    "cropped": "cropped to the clip length",
+}
+
+
+_SKIP_ISSUES = {"unreadable", "empty"}
+
+
+def read_int16(path: Path, sample_rate: int, clip_samples: int | None):
+    """Decodes one file to mono int16 at ``sample_rate``, padded/cropped to ``clip_samples``.
+
+    Returns ``(samples or None, [(issue, detail), ...])``; ``None`` means the file is skipped.
+    """
+    issues = []
+    try:
+        if path.stat().st_size == 0:
+            return None, [("empty", "0 bytes")]
+        audio, file_rate = soundfile.read(path, dtype="int16", always_2d=True)
+    except Exception as error:  # any decoder failure means "skip this file", never stop the run
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return None, [("unreadable", detail)]
+    if audio.shape[0] == 0:
+        return None, [("empty", "0 samples")]
+    if audio.shape[1] > 1:
+        issues.append(("downmixed", f"{audio.shape[1]} channels"))
+        audio = np.round(audio.mean(axis=1, dtype=np.float32)).astype(np.int16)
+    else:
+        audio = audio[:, 0]
+    if file_rate != sample_rate:
+        import soxr  # only needed for the rare wrong-rate file
+
+        issues.append(("resampled", f"{file_rate} Hz -> {sample_rate} Hz"))
+        resampled = soxr.resample(audio.astype(np.float32), file_rate, sample_rate, quality="HQ")
+        audio = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+    if clip_samples is not None:
+        if len(audio) > clip_samples:
+            issues.append(("cropped", f"{len(audio)} -> {clip_samples} samples"))
+            audio = audio[:clip_samples]
+        elif len(audio) < clip_samples:  # the seed's decoder pads the end with zeros, silently
+            audio = np.pad(audio, (0, clip_samples - len(audio)))
+    return audio, issues
+
+
+def warn_issues(issues: list[tuple[str, str, str]], total: int, where: str, cached: bool = False):
+    """One warning summarising every skipped or fixed file: counts per kind + first names."""
+    if not issues:
+        return
+    by_kind = defaultdict(list)
+    for kind, name, detail in issues:
+        by_kind[kind].append(f"{name} ({detail})")
+    parts = []
+    for kind, text in _ISSUE_TEXT.items():
+        names = by_kind.get(kind)
+        if names:
+            shown = ", ".join(names[:3]) + (f", and {len(names) - 3} more" if len(names) > 3 else "")
+            parts.append(f"{len(names)} {text}: {shown}")
+    files = len({name for _, name, _ in issues})
+    lost = len({name for kind, name, _ in issues if kind in _SKIP_ISSUES})
+    warnings.warn(
+        f"{files} of {total:,} audio files in {where} needed attention"
+        f"{' (as found when the cached copy was made)' if cached else ''}; "
+        + "; ".join(parts)
+        + f". {'The skipped files are left out; ' if lost else ''}all other files loaded.",
+        AudioFileWarning, stacklevel=3)
+
+
+def load_clip(path, sample_rate: int = 16000, clip_samples: int | None = 16000):
+    """Reads one audio file (wav, flac, anything libsndfile opens) as float32 in [-1, 1).
+
+    Stereo is downmixed, another sample rate is resampled, a longer file is cropped to its first
+    ``clip_samples`` (each with an :class:`AudioFileWarning` naming the file); a shorter file is
+    zero-padded at the end. ``clip_samples=None`` keeps the whole file. Returns ``None`` (after
+    a warning naming the file) when the file is unreadable or empty.
+    """
+    path = Path(path)
+    audio, issues = read_int16(path, sample_rate, clip_samples)
+    warn_issues([(kind, str(path), detail) for kind, detail in issues], 1, str(path.parent))
+    if audio is None:
+        return None
+    return audio.astype(np.float32) / 32768.0
+
+
+def default_cache_dir() -> Path:
+    """``$KWSNB_CACHE_DIR``, else ``$XDG_CACHE_HOME/kwsnb/clips``, else ``~/.cache/kwsnb/clips``."""
+    if os.environ.get("KWSNB_CACHE_DIR"):
+        return Path(os.environ["KWSNB_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "kwsnb" / "clips"
+
+
+def _cache_key(root: Path, paths: Sequence[Path], sample_rate: int, clip_samples: int) -> str:
+    digest = hashlib.sha1()
+    digest.update(f"{_CACHE_FORMAT}|{root.resolve()}|{sample_rate}|{clip_samples}".encode())
+    for path in paths:
+        try:
+            stat = path.stat()
+            digest.update(f"|{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        except OSError:  # vanished file: still part of the key, and the loader will report it
+            digest.update(f"|{path}|missing".encode())
+    return digest.hexdigest()
+
+
+def _read_cache(cache_dir: Path, key: str, rows: int, clip_samples: int, extra_rows: int):
+    meta_path = cache_dir / f"{key}.json"
+    clips_path = cache_dir / f"{key}.npy"
+    if not (meta_path.exists() and clips_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        stored = np.load(clips_path, mmap_mode="r")
+        if (meta.get("format") != _CACHE_FORMAT or stored.shape != (rows, clip_samples)
+                or stored.dtype != np.int16 or len(meta["ok"]) != rows):
+            return None
+        clips = np.zeros((rows + extra_rows, clip_samples), np.int16)
+        clips[:rows] = stored  # straight into the final buffer: no second full-size copy
+        ok = np.array([flag == "1" for flag in meta["ok"]], bool)
+        return clips, ok, [tuple(issue) for issue in meta["issues"]]
+    except (OSError, ValueError, KeyError) as error:
+        logger.warning("ignoring unreadable clip cache %s (%s)", clips_path, error)
+        return None
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Writes through a temporary file in the same folder, then renames: readers never see a
+    half-written file."""
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, target)
+    finally:
+        if os.path.exists(handle.name):
+            os.unlink(handle.name)
+
+
+def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, issues) -> None:
+    meta = {"format": _CACHE_FORMAT, "ok": "".join("1" if flag else "0" for flag in ok),
+            "issues": [list(issue) for issue in issues]}
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(cache_dir / f"{key}.npy", lambda f: np.save(f, clips))
+        # The metadata goes last: an entry without it is incomplete and never read.
+        _atomic_write(cache_dir / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as error:
+        logger.warning("could not write clip cache to %s (%s); continuing without it", cache_dir,
+                       error)
+
+
+def load_clips(paths: Sequence[Path], root: Path, *, sample_rate: int = 16000,
+               clip_samples: int = 16000, extra_rows: int = 0, progress: bool = True,
+               num_workers: int | None = None, cache: bool = True,
+               cache_dir: str | Path | None = None):
+    """Decodes many files into one int16 array ``[len(paths) + extra_rows, clip_samples]``.
+
+    Returns ``(clips, ok)``: ``ok[i]`` is False for a file that was skipped (its row is zeros).
+    ``extra_rows`` zero rows are appended for the caller (silence). Problems are reported in one
+    :class:`AudioFileWarning`. With ``cache`` the decoded array is reused across runs (see the
+    module docstring for the key).
+    """
+    paths = [Path(p) for p in paths]
+    root = Path(root)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = _cache_key(root, paths, sample_rate, clip_samples) if cache else None
+    if cache:
+        hit = _read_cache(cache_dir, key, len(paths), clip_samples, extra_rows)
+        if hit is not None:
+            logger.info("loaded %d clips from cache %s", len(paths), cache_dir / f"{key}.npy")
+            clips, ok, issues = hit
+            warn_issues(issues, len(paths), str(root), cached=True)
+            return clips, ok
+
+    clips = np.zeros((len(paths) + extra_rows, clip_samples), np.int16)
+    ok = np.zeros(len(paths), bool)
+    issues = []
+
+    def decode(index):
+        audio, file_issues = read_int16(paths[index], sample_rate, clip_samples)
+        if audio is not None:
+            clips[index] = audio
+            ok[index] = True
+        return index, file_issues
+
+    # libsndfile decodes without the GIL, so threads scale with cores (I/O waits overlap too).
+    workers = num_workers or min(16, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool, tqdm(
+            total=len(paths), desc=f"decoding {root.name}", unit="clip",
+            disable=not progress or len(paths) == 0, leave=False) as bar:
+        for index, file_issues in pool.map(decode, range(len(paths))):
+            for kind, detail in file_issues:
+                issues.append((kind, _relative_name(paths[index], root), detail))
+            bar.update()
+    warn_issues(issues, len(paths), str(root))
+    if cache:
+        _write_cache(cache_dir, key, clips[:len(paths)], ok, issues)
+    return clips, ok
+
+
+def _relative_name(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,293 @@
+"""Training with the seed's recipe: staged learning rates, validation, best weights, resume.
+
+TRAIN_DIR receives ``flags.json``, ``best_weights.weights.h5`` (best validation accuracy, ties go
+to the later step as in the seed), ``last_weights.weights.h5``, ``training_log.csv``, TensorBoard
+logs in ``logs/`` and a resumable backup in ``backup/``: a run killed at any moment continues from
+its last backup with the same total number of steps.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, TRAINING_LOG, TrainError,
+                               load_flags, resolved_model_flags)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The seed's staged schedule: steps and learning rate of each stage."""
+
+    steps: tuple[int, ...]
+    rates: tuple[float, ...]
+
+    @classmethod
+    def from_flags(cls, steps: str, rates: str) -> "Stages":
+        try:
+            step_list = tuple(int(s) for s in str(steps).split(",") if s.strip())
+            rate_list = tuple(float(r) for r in str(rates).split(",") if r.strip())
+        except ValueError:
+            raise TrainError(f"--how_many_training_steps {steps!r} and --learning_rate {rates!r} "
+                             "must be comma-separated numbers") from None
+        if not step_list or len(step_list) != len(rate_list):
+            raise TrainError("--how_many_training_steps and --learning_rate must be lists of the "
+                             f"same length, got {len(step_list)} and {len(rate_list)}")
+        if any(s <= 0 for s in step_list) or any(r <= 0 for r in rate_list):
+            raise TrainError("--how_many_training_steps and --learning_rate must be positive")
+        return cls(step_list, rate_list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.steps)
+
+
+def learning_rate_schedule(stages: Stages, kind: str):
+    """The seed's schedules as a Keras schedule (so the optimizer's step drives it and a resumed
+    run continues where it stopped). Step counts from 1 as in the seed."""
+    import keras
+
+    if kind == "linear":  # the seed's name for piecewise-constant stages
+        # Keras counts optimizer steps from 0, the seed from 1: stage i ends after its last step.
+        boundaries = [int(b) - 1 for b in np.cumsum(stages.steps)[:-1]]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries=boundaries, values=list(stages.rates))
+    if kind == "exp":
+        rate0, rate_last = stages.rates[0], stages.rates[-1]
+        return keras.optimizers.schedules.ExponentialDecay(
+            rate0, decay_steps=stages.total, decay_rate=rate_last / rate0)
+    raise TrainError(f"--lr_schedule {kind!r}: use linear or exp")
+
+
+# ---------------------------------------------------------------------------------------------
+# Train dir
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(flags: dict[str, Any]):
+    """The architecture of the flags; TrainError naming the flag when its values cannot build."""
+    from kwsnb import models
+
+    try:
+        return models.build(flags["model_name"], **resolved_model_flags(flags))
+    except ValueError as error:
+        raise TrainError(str(error)) from None
+
+
+def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
+    """Rebuilds the model of a train_dir from flags.json and loads its best weights."""
+    train_dir = Path(train_dir)
+    flags = load_flags(train_dir)
+    model = build_model(flags)
+    path = train_dir / weights
+    if not path.is_file():
+        raise TrainError(f"{path} not found: train the model first (--train 1)")
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise TrainError(f"{path} does not fit the {flags['model_name']} model of "
+                         f"{train_dir / FLAGS_FILE} ({error}); it was written by another model or "
+                         "an older kwsnb (before the front end's normalization): retrain "
+                         "it") from None
+    return model, flags
+
+
+def _check_compatible(train_dir: Path, flags: dict[str, Any]) -> None:
+    """Refuses to mix a train_dir with another model or label set."""
+    if not (train_dir / FLAGS_FILE).is_file():
+        return
+    saved = load_flags(train_dir)
+    for key in ("model_name", "labels"):
+        if key in flags and saved.get(key) != flags.get(key):
+            raise TrainError(f"{train_dir} holds a {key} of {saved.get(key)!r}, not "
+                             f"{flags.get(key)!r}: use another --train_dir or delete it")
+    def as_saved(values):  # flags.json turns tuples into lists
+        return json.loads(json.dumps(values, default=str))
+
+    if as_saved(resolved_model_flags(saved)) != as_saved(resolved_model_flags(flags)):
+        raise TrainError(f"{train_dir} was trained with other model flags "
+                         f"({resolved_model_flags(saved)}); use another --train_dir or delete it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+def _data(flags: dict[str, Any]):
+    """The data set of the flags; downloads ``--data_url`` first when ``--data_dir`` is empty."""
+    from data_setup import speech_commands
+    from kwsnb import data
+
+    data_dir = Path(flags["data_dir"])
+    try:
+        if flags.get("data_url") and not speech_commands.check_layout(data_dir).ok:
+            speech_commands.prepare(data_dir, source=flags["data_url"])
+        return data.SpeechCommands.from_flags(flags)
+    except (ValueError, OSError, speech_commands.DataSetupError) as error:
+        raise TrainError(str(error)) from None
+
+
+def _best_validation_so_far(log_path: Path) -> float | None:
+    if not log_path.is_file():
+        return None
+    with log_path.open() as f:
+        values = [float(row["val_accuracy"]) for row in csv.DictReader(f) if row.get("val_accuracy")]
+    return max(values) if values else None
+
+
+class _StepProgress:
+    """tqdm bar over training steps (works in terminals and notebooks)."""
+
+    def __new__(cls, total: int, initial: int):
+        import keras
+        from tqdm.auto import tqdm
+
+        class StepProgress(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                # In a log file (no terminal) a line every 30 s, not one per step.
+                self.bar = tqdm(total=total, initial=initial, unit="step", desc="training",
+                                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.bar.update(1)
+                if batch % 50 == 0 and logs:
+                    self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}",
+                                         acc=f"{logs.get('accuracy', 0):.3f}", refresh=False)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if logs and "val_accuracy" in logs:
+                    self.bar.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['accuracy']:.3f}",
+                                         val_acc=f"{logs['val_accuracy']:.3f}")
+
+            def on_train_end(self, logs=None):
+                self.bar.close()
+
+        return StepProgress()
+
+
+def train(flags: dict[str, Any]) -> dict[str, Any]:
+    """Trains a model as the seed does; returns the final flags (with labels). Resumes a killed
+    run found in ``flags['train_dir']``."""
+    import keras
+
+    from kwsnb import models
+
+    started = time.monotonic()
+    stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
+    schedule = learning_rate_schedule(stages, flags["lr_schedule"])
+    if flags["eval_step_interval"] <= 0 or flags["batch_size"] <= 0:
+        raise TrainError("--eval_step_interval and --batch_size must be positive")
+    train_dir = Path(flags["train_dir"])
+    build_model(flags)  # checks the model flags before any data is read
+    dataset = _data(flags)
+    model_flags = {**flags.get("model_flags", {}), "label_count": len(dataset.labels)}
+    flags = {**flags, "model_flags": model_flags, "labels": list(dataset.labels)}
+    model = build_model(flags)
+    flags["params"] = models.count_params(model)
+    _check_compatible(train_dir, flags)
+    if flags["normalize_features"]:
+        adapt_front_end(model, dataset, flags)
+    previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
+                        if (train_dir / FLAGS_FILE).is_file() else 0.0)
+    flags["training_seconds"] = previous_seconds
+    train_dir.mkdir(parents=True, exist_ok=True)
+    (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
+
+    keras.utils.set_random_seed(flags["random_seed"])
+    if flags["optimizer"] == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=flags["optimizer_epsilon"])
+    elif flags["optimizer"] == "momentum":
+        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
+    else:
+        raise TrainError(f"--optimizer {flags['optimizer']!r}: use adam or momentum")
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+
+    interval = validation_interval(stages.total, flags["eval_step_interval"])
+    epochs = stages.total // interval
+
+    validation_data = dataset.dataset("validation", batch_size=flags["batch_size"], augment=False,
+                                      shuffle=False, repeat=False)
+
+    log_path = train_dir / TRAINING_LOG
+    # double_checkpoint: a kill while the backup is written falls back to the previous one.
+    backup = keras.callbacks.BackupAndRestore(str(train_dir / "backup"), delete_checkpoint=False,
+                                              double_checkpoint=True)
+    done_steps = _restored_steps(train_dir, interval)
+    # A resumed run draws new batches (not the first ones again): the seed moves with the steps.
+    train_data = dataset.dataset("training", batch_size=flags["batch_size"], augment=True,
+                                 shuffle=True, repeat=True, seed=flags["random_seed"] + done_steps)
+    best = _best_validation_so_far(log_path)
+    callbacks = [
+        backup,
+        keras.callbacks.LambdaCallback(on_epoch_end=_log_learning_rate(optimizer)),
+        keras.callbacks.ModelCheckpoint(
+            str(train_dir / BEST_WEIGHTS), monitor="val_accuracy", mode="max",
+            save_best_only=True, save_weights_only=True,
+            initial_value_threshold=None if best is None else best - 1e-9),
+        keras.callbacks.CSVLogger(str(log_path), append=True),
+        keras.callbacks.TensorBoard(str(train_dir / "logs"), update_freq=interval,
+                                    write_graph=False),
+        _StepProgress(total=stages.total, initial=min(done_steps, stages.total)),
+    ]
+    if done_steps >= stages.total:
+        return flags  # already trained
+    model.fit(train_data, epochs=epochs, steps_per_epoch=interval, validation_data=validation_data,
+              callbacks=callbacks, verbose=0, shuffle=False)  # the tf.data pipeline shuffles
+    model.save_weights(train_dir / LAST_WEIGHTS)
+    if not (train_dir / BEST_WEIGHTS).exists():  # e.g. an empty validation split
+        model.save_weights(train_dir / BEST_WEIGHTS)
+    # Wall-clock time of training, summed over resumed runs (the reports quote it).
+    flags["training_seconds"] = round(previous_seconds + time.monotonic() - started, 1)
+    (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
+    return flags
+
+
+ADAPTATION_CLIPS = 1000
+
+
+def adapt_front_end(model, dataset, flags: dict[str, Any], clips: int = ADAPTATION_CLIPS):
+    """Normalizes the front end's coefficients on augmented training clips (see
+    ``kwsnb.features.MFCC.adapt``: one int8 scale then resolves the small coefficients too). A resumed run gets them back from its backup with the other weights."""
+    from kwsnb.streaming import front_end_layer, mfcc_of
+
+    batch = dataset.dataset("training", batch_size=clips, augment=True, shuffle=True,
+                            repeat=False, seed=flags["random_seed"])
+    audio, _ = next(iter(batch))
+    mfcc_of(front_end_layer(model)).adapt(audio.numpy())
+
+
+def _log_learning_rate(optimizer):
+    """Adds the learning rate in force to the epoch's logs (CSV and TensorBoard show it)."""
+    def on_epoch_end(epoch, logs):
+        if logs is not None:
+            logs["learning_rate"] = float(optimizer.learning_rate)
+    return on_epoch_end
+
+
+def validation_interval(total_steps: int, requested: int) -> int:
+    """Keras epochs are equal-length, so validation runs every ``requested`` steps rounded down
+    to a divisor of the total: the run then ends exactly at the seed's step count."""
+    interval = min(requested, total_steps)
+    while total_steps % interval:
+        interval -= 1
+    return interval
+
+
+def _restored_steps(train_dir: Path, interval: int) -> int:
+    """Steps already done by an interrupted run, from the backup's metadata."""
+    if (train_dir / LAST_WEIGHTS).is_file() and (train_dir / TRAINING_LOG).is_file():
+        with (train_dir / TRAINING_LOG).open() as f:
+            return sum(1 for _ in csv.DictReader(f)) * interval
+    meta = train_dir / "backup" / "training_metadata.json"
+    if not meta.is_file():
+        return 0
+    state = json.loads(meta.read_text())
+    return int(state.get("epoch", 0)) * interval  # BackupAndRestore counts finished epochs
