@@ -1,11 +1,18 @@
 """kwsnb: tiny (~30k-parameter) streaming keyword-spotting models, from raw audio to int8 TFLite.
 
-Subpackages and modules:
+Stages, in the direction data flows (docs/architecture.md):
+    kwsnb.data       Speech Commands files, splits, augmentation, tf.data
     kwsnb.features   MFCC front end as a Keras layer (TFLite builtins only)
-    kwsnb.data       Speech Commands indexing, splits, augmentation, tf.data
     kwsnb.layers     streaming wrapper, SVDF and other stateful layers
     kwsnb.models     the eight architectures and ``build(name, **flags)``
     kwsnb.streaming  conversion between training, non-stream and streaming modes
+    kwsnb.train      the seed's command lines and training recipe
+    kwsnb.export     TFLite formats and quantization
+    kwsnb.runtime    reading and running .tflite files with LiteRT
+    kwsnb.evaluate   accuracy, size and latency reports
+    kwsnb.long_audio, kwsnb.detect   keyword detection over long recordings
+    kwsnb.pipeline   train -> export -> evaluate (``python -m kwsnb.train``)
+    kwsnb.plots, kwsnb.widgets, kwsnb.notebooks, kwsnb.demo   what notebooks show
 """
 __version__ = "0.1.0"
 
