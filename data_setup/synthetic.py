@@ -130,6 +130,28 @@ _BABBLE_VOCABULARY = (
     "ran check game shape equate miss brought heat snow tire bring distant fill east paint "
     "language among").split()
 
+# Words that sound like a Speech Commands word (homophones, or the word with a few more sounds):
+# never "unknown" examples, they would teach the model that its keywords are unknown.
+_SOUNDS_LIKE_A_KEYWORD = frozenset(
+    "of an know now write rite to too for fore ate won once tree three free sicks sticks stopped "
+    "upon onto offer often lefts rights downs goes gone nein mine line fine yet yell less".split())
+
+
+def _common_words() -> tuple[str, ...]:
+    """Every other word of the babble vocabulary (the rest stays for the babble noise) that is
+    not a Speech Commands word, does not start with one and does not sound like one."""
+    keywords = set(SPEECH_COMMANDS_V2_WORDS)
+    eligible = [w for w in dict.fromkeys(_BABBLE_VOCABULARY)
+                if w not in keywords and w not in _SOUNDS_LIKE_A_KEYWORD and len(w) > 1
+                and not any(w.startswith(k) for k in keywords)]
+    return tuple(eligible[::2])
+
+
+# ``--words common``: a few hundred everyday English words for more and more varied _unknown_
+# examples (kwsnb's --extra_unknown_dir), none of them a keyword or sounding like one.
+COMMON_WORDS = _common_words()
+WORD_LISTS = {"speech_commands": SPEECH_COMMANDS_V2_WORDS, "common": COMMON_WORDS}
+
 
 def _utterance_rng(seed: int, speaker: Speaker, word: str) -> np.random.Generator:
     # crc32 of the word (not its position) so a clip does not change with the word list.
@@ -212,7 +234,7 @@ def _write_background_noise(out_dir: str | Path, seed: int, words: Sequence[str]
 
 def _check_words(words: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(words, str):
-        words = words.split(",")
+        words = WORD_LISTS.get(words.strip(), words.split(","))
     cleaned = tuple(str(w).strip() for w in words)
     if not cleaned or all(not w for w in cleaned):
         raise ValueError("the word list is empty; give words like ['yes', 'no']")
@@ -433,8 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "layout.")
     parser.add_argument("--out", default="data/synthetic",
                         help="output folder (default: %(default)s)")
-    parser.add_argument("--words", default=",".join(SPEECH_COMMANDS_V2_WORDS),
-                        help="comma-separated words (default: the 35 Speech Commands V2 words)")
+    parser.add_argument("--words", default="speech_commands",
+                        help="comma-separated words, or a named list: 'speech_commands' (the 35 "
+                             "Speech Commands V2 words, the default) or 'common' "
+                             f"({len(COMMON_WORDS)} everyday words that are not keywords and do "
+                             "not sound like one: extra _unknown_ examples, see kwsnb's "
+                             "--extra_unknown_dir)")
     parser.add_argument("--speakers", type=int, default=DEFAULT_NUM_SPEAKERS,
                         help="number of synthetic speakers (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

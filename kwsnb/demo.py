@@ -8,9 +8,12 @@
    minutes on a laptop CPU (``--steps``; the seed's full recipe is 80,000 steps);
 3. exports every TFLite format (float, dynamic range, int8, int8 features-in, streaming) and
    evaluates accuracy, size and latency of each on the held-out speakers (``report.txt``);
-4. streams the int8 streaming model, 20 ms at a time, over a long recording of held-out words
-   in background noise and reports false accepts per hour and the miss rate, with a plot of the
-   detection timeline (``detection_timeline.png``).
+4. chooses the detector's smoothing and threshold on a long recording of validation speakers'
+   words (the fewest misses at <= 10 false accepts per hour), then streams the int8 streaming
+   model, 20 ms at a time, over a long recording of held-out test words in background noise and
+   reports false accepts per hour and the miss rate at that operating point, with plots of the
+   detection timeline (``detection_timeline.png``) and of misses against false accepts over
+   thresholds (``detection_tradeoff.png``).
 
 Everything lands in ``--out``; run it again and finished steps are reused.
 """
@@ -30,6 +33,9 @@ DEFAULT_STEPS = "1000,500"
 DEFAULT_LEARNING_RATES = "0.001,0.0002"
 STREAM_FORMAT = "tflite_stream_external_int8"
 LONG_RECORDING_SECONDS = 300.0
+# The detector is tuned on validation speakers' words, never on the scored recording.
+VALIDATION_RECORDING_SECONDS = 300.0
+MAX_FALSE_ACCEPTS_PER_HOUR = 10.0
 
 
 def _step(text: str) -> None:
@@ -62,27 +68,44 @@ def train_and_evaluate(model: str, data_dir: Path, out: Path, steps: str, learni
 
 
 def stream_long_recording(flags: dict, out: Path) -> dict:
-    """Streams the int8 model over held-out words in noise; returns the detection summary."""
+    """Chooses the detector's smoothing and threshold on a recording of validation words, then
+    streams the int8 model over held-out test words in noise; returns the detection summary."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kwsnb import data
-    from kwsnb.detect import detect
+    from kwsnb import data, plots
+    from kwsnb.detect import choose_operating_point, detect, rescore, sweep_thresholds
     from kwsnb.long_audio import make_long_recording
 
     train_dir = Path(flags["train_dir"])
+    model_path = train_dir / STREAM_FORMAT
+    dataset = data.SpeechCommands.from_flags(flags, progress=False)
+    noise = dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME
+    _step(f"choose the detector's smoothing and threshold on {VALIDATION_RECORDING_SECONDS / 60:.0f}"
+          f" minutes of validation speakers' words (<= {MAX_FALSE_ACCEPTS_PER_HOUR:g} false "
+          "accepts per hour, fewest misses)")
+    audio, labels = dataset.arrays("validation")
+    validation = detect(model_path, make_long_recording(
+        audio, labels, dataset.labels, noise=noise, duration_s=VALIDATION_RECORDING_SECONDS,
+        seed=1), dataset.labels, progress=sys.stderr.isatty())
+    point = choose_operating_point(validation,
+                                   max_false_accepts_per_hour=MAX_FALSE_ACCEPTS_PER_HOUR)
+    print(f"smoothing {point['smoothing_ms']:g} ms, threshold {point['threshold']:g}: on the "
+          f"validation recording miss rate {100 * point['miss_rate']:.1f}%, "
+          f"{point['false_accepts_per_hour']:.0f} false accepts per hour"
+          + ("" if point["met"] else " (no setting met the false-accept budget: fewest chosen)"))
+
     _step(f"stream {STREAM_FORMAT} over {LONG_RECORDING_SECONDS / 60:.0f} minutes of held-out "
           "speech in noise")
-    dataset = data.SpeechCommands.from_flags(flags, progress=False)
     audio, labels = dataset.arrays("testing")
-    recording = make_long_recording(
-        audio, labels, dataset.labels, noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
-        duration_s=LONG_RECORDING_SECONDS, seed=0)
-    result = detect(train_dir / STREAM_FORMAT, recording, dataset.labels,
-                    progress=sys.stderr.isatty())
+    recording = make_long_recording(audio, labels, dataset.labels, noise=noise,
+                                    duration_s=LONG_RECORDING_SECONDS, seed=0)
+    result = detect(model_path, recording, dataset.labels, smoothing_ms=point["smoothing_ms"],
+                    threshold=point["threshold"], progress=sys.stderr.isatty())
     summary = result.summary()
+    summary["operating_point"] = {key: value for key, value in point.items() if key != "sweep"}
     (train_dir / "detection.json").write_text(json.dumps(summary, indent=2))
     fig, ax = plt.subplots(figsize=(12, 4))
     result.plot(ax=ax, max_seconds=60)
@@ -90,9 +113,27 @@ def stream_long_recording(flags: dict, out: Path) -> dict:
     figure_path = train_dir / "detection_timeline.png"
     fig.savefig(figure_path, dpi=110)
     plt.close(fig)
+    # Misses against false accepts over thresholds at the chosen smoothing: validation (where it
+    # was chosen) and test (what is reported).
+    fig, ax = plt.subplots(figsize=(6, 4))
+    chosen = [row for row in point["sweep"] if row["smoothing_ms"] == point["smoothing_ms"]]
+    plots.detection_tradeoff(chosen, ax=ax)
+    plots.detection_tradeoff(sweep_thresholds(rescore(result)), ax=ax,
+                             title=f"{point['smoothing_ms']:g} ms smoothing")
+    lines = ax.get_lines()
+    lines[0].set_label("validation recording")
+    lines[-1].set_label("test recording")
+    ax.plot(summary["false_accepts_per_hour"], 100 * summary["miss_rate"], "r*", ms=12,
+            label=f"operating point (threshold {point['threshold']:g})")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    tradeoff_path = train_dir / "detection_tradeoff.png"
+    fig.savefig(tradeoff_path, dpi=110)
+    plt.close(fig)
     print(f"{summary['hits']} of {summary['hits'] + summary['misses']} keywords detected "
           f"(miss rate {100 * summary['miss_rate']:.1f}%), {summary['false_accepts']} false "
-          f"accepts = {summary['false_accepts_per_hour']:.0f} per hour; timeline: {figure_path}")
+          f"accepts = {summary['false_accepts_per_hour']:.0f} per hour; timeline: {figure_path}; "
+          f"misses against false accepts: {tradeoff_path}")
     return summary
 
 

@@ -514,3 +514,36 @@ def sweep_thresholds(result_or_posteriors, thresholds: Sequence[float] | None = 
                                     threshold=float(t), **settings) for t in thresholds]
     return [{key: value for key, value in result.summary().items() if key in _SWEEP_KEYS}
             for result in results]
+
+
+DEFAULT_SMOOTHINGS_MS = (0.0, 100.0, 200.0, 400.0, 700.0)
+
+
+def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hour: float = 10.0,
+                           smoothings_ms: Sequence[float] = DEFAULT_SMOOTHINGS_MS,
+                           thresholds: Sequence[float] | None = None) -> dict:
+    """The smoothing and threshold with the lowest miss rate at most
+    ``max_false_accepts_per_hour`` false accepts per hour on ``result``'s recording (re-scored
+    from its raw posteriors; run :func:`detect` on a *validation* recording, never on the one you
+    report). When no setting meets the false-accept budget, the one with the fewest false accepts
+    (then the fewest misses) is chosen and ``met`` is False. Returns ``{"smoothing_ms",
+    "threshold", "miss_rate", "false_accepts_per_hour", "met", "sweep"}``; ``sweep`` lists every
+    (smoothing, threshold) tried, for a plot (``kwsnb.plots.detection_tradeoff``).
+    """
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.3, 0.991, 0.025), 3)
+    sweep = []
+    for smoothing_ms in smoothings_ms:
+        smoothed = rescore(result, smoothing_ms=float(smoothing_ms))
+        for row in sweep_thresholds(smoothed, thresholds):
+            sweep.append({"smoothing_ms": float(smoothing_ms), **row})
+    within = [row for row in sweep if row["false_accepts_per_hour"] <= max_false_accepts_per_hour]
+    if within:
+        best = min(within, key=lambda r: (r["miss_rate"], r["false_accepts_per_hour"],
+                                          -r["threshold"]))
+    else:
+        best = min(sweep, key=lambda r: (r["false_accepts_per_hour"], r["miss_rate"]))
+    return {"smoothing_ms": best["smoothing_ms"], "threshold": best["threshold"],
+            "miss_rate": best["miss_rate"],
+            "false_accepts_per_hour": best["false_accepts_per_hour"], "met": bool(within),
+            "max_false_accepts_per_hour": float(max_false_accepts_per_hour), "sweep": sweep}

@@ -54,3 +54,16 @@ def synthetic_dir() -> Path:
         synthetic.synthesize(out, words=SYNTH_WORDS, num_speakers=SYNTH_SPEAKERS, seed=0,
                              progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def common_words_dir() -> Path:
+    """A few of the ``--words common`` non-keywords (extra _unknown_ examples), cached."""
+    from data_setup import synthetic
+
+    out = TEST_CACHE / "common-6spk-5w-v1"
+    if not (out / ".complete").exists():
+        synthetic.synthesize(out, words=synthetic.COMMON_WORDS[:5], num_speakers=6, seed=1,
+                             validation_percentage=0, testing_percentage=0, progress=False,
+                             noise_seconds=5)
+    return out

@@ -188,6 +188,57 @@ def test_validation_silence_is_zeros_unless_eval_silence_noise(synthetic_dir):
     np.testing.assert_array_equal(audio, again)  # fixed, so validation scores are comparable
 
 
+def test_extra_unknown_dir_adds_training_unknowns_only(synthetic_dir, common_words_dir):
+    plain = _load(synthetic_dir, "yes,no,up")
+    extra = _load(synthetic_dir, "yes,no,up", extra_unknown_dir=common_words_dir,
+                  extra_unknown_percentage=40)
+    known = sum(plain.label_counts["training"][w] for w in ("yes", "no", "up"))
+    added = math.ceil(known * 40 / 100)
+    assert added <= 30  # the fixture's 5 words x 6 speakers
+    assert extra.label_counts["training"][data.UNKNOWN_WORD_LABEL] == \
+        plain.label_counts["training"][data.UNKNOWN_WORD_LABEL] + added
+    for split in ("validation", "testing"):  # the real data's splits stay as they are
+        np.testing.assert_array_equal(extra.arrays(split)[0], plain.arrays(split)[0])
+    # The added rows are clips of the extra folder, labelled _unknown_.
+    audio, labels = extra.arrays("training")
+    extra_clips = {hashlib.sha1((data.load_clip(path) * 32768).round().astype(np.int16)
+                                .tobytes()).hexdigest()
+                   for files in data.scan_folder(common_words_dir).words.values()
+                   for path in files}
+    tail = (audio[-added:] * 32768).round().astype(np.int16)
+    assert all(hashlib.sha1(clip.tobytes()).hexdigest() in extra_clips for clip in tail)
+    assert (labels[-added:] == 1).all()
+    assert extra.extra_unknown_dir == common_words_dir.resolve()
+
+
+def test_extra_unknown_dir_refuses_keywords_and_says_when_it_runs_short(synthetic_dir,
+                                                                        common_words_dir):
+    with pytest.raises(ValueError, match=r"extra_unknown_dir .* keywords no, up, yes: .*never be labelled"):
+        _load(synthetic_dir, "yes,no,up", extra_unknown_dir=synthetic_dir,
+              extra_unknown_percentage=10)
+    with pytest.warns(UserWarning, match="30 training clips, fewer than"):
+        short = _load(synthetic_dir, "yes,no,up", extra_unknown_dir=common_words_dir,
+                      extra_unknown_percentage=500)
+    plain = _load(synthetic_dir, "yes,no,up")
+    assert short.label_counts["training"][data.UNKNOWN_WORD_LABEL] == \
+        plain.label_counts["training"][data.UNKNOWN_WORD_LABEL] + 30
+    with pytest.raises(ValueError, match="needs an _unknown_ label"):
+        _load(synthetic_dir, "yes,no", silence_percentage=0, unknown_percentage=0,
+              extra_unknown_dir=common_words_dir, extra_unknown_percentage=10)
+
+
+def test_common_words_are_neither_keywords_nor_sound_alikes():
+    from data_setup import synthetic
+
+    common = synthetic.COMMON_WORDS
+    assert 200 <= len(common) <= 400 and len(set(common)) == len(common)
+    keywords = set(synthetic.SPEECH_COMMANDS_V2_WORDS)
+    assert not keywords & set(common)
+    assert not {"know", "write", "to", "too", "for", "ate", "won", "of"} & set(common)
+    assert not [w for w in common if any(w.startswith(k) for k in keywords)]
+    assert synthetic._check_words("common") == common
+
+
 # ---------------------------------------------------------------------------------------------
 # Augmentation
 # ---------------------------------------------------------------------------------------------

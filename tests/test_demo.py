@@ -23,6 +23,12 @@ def test_demo_trains_quantizes_evaluates_and_streams(synthetic_dir, tmp_path, ca
     assert events > 0 and detection["miss_rate"] == pytest.approx(detection["misses"] / events)
     assert detection["false_accepts_per_hour"] >= 0
     assert (run / "detection_timeline.png").stat().st_size > 10_000
+    # The detector's settings were chosen on the validation recording, then applied.
+    point = detection["operating_point"]
+    assert detection["smoothing_ms"] == point["smoothing_ms"]
+    assert detection["threshold"] == point["threshold"]
+    assert point["max_false_accepts_per_hour"] == demo.MAX_FALSE_ACCEPTS_PER_HOUR
+    assert (run / "detection_tradeoff.png").stat().st_size > 10_000
     # The summary a user reads: the format table and the streaming result.
     assert "tflite_stream_external_int8" in out and "per hour" in out
 

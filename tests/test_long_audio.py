@@ -354,6 +354,31 @@ def test_sweep_thresholds_rescores_one_run():
     assert detect.sweep_thresholds(result, [0.5, 0.8, 1.01]) == sweep
 
 
+def test_choose_operating_point_takes_the_fewest_misses_within_the_false_accept_budget():
+    from kwsnb import detect
+
+    events = [(1.0, 1.4, "yes"), (3.0, 3.5, "no"), (6.0, 6.4, "down")]
+    times, posteriors = _posteriors(600, [(1.2, 1.6, "yes"), (3.3, 3.7, "no")])
+    weak = (times > 6.1) & (times < 6.5)
+    posteriors[weak] = [0.45, 0, 0, 0, 0, 0.55]  # the "down" word, weakly
+    posteriors[(times > 8) & (times < 8.04)] = [0.3, 0, 0, 0, 0.7, 0]  # a 40 ms false "up"
+    result = detect.score_posteriors(times, posteriors, LABELS, events, 600,
+                                     raw_posteriors=posteriors)
+    point = detect.choose_operating_point(result, max_false_accepts_per_hour=0,
+                                          smoothings_ms=(0, 100), thresholds=[0.5, 0.6, 0.8])
+    # Unsmoothed, 0.5 finds all three words but also the false "up"; 100 ms of smoothing
+    # flattens the 40 ms spike below 0.5 and keeps the 400 ms words above it.
+    assert (point["smoothing_ms"], point["threshold"]) == (100, 0.5)
+    assert point["met"] and point["miss_rate"] == 0 and point["false_accepts_per_hour"] == 0
+    assert len(point["sweep"]) == 6
+    # A budget nothing meets: the fewest false accepts, then the fewest misses.
+    times, noisy = _posteriors(600, [(1.2, 1.6, "yes"), (20.0, 21.0, "up")])
+    loud = detect.score_posteriors(times, noisy, LABELS, events, 600, raw_posteriors=noisy)
+    point = detect.choose_operating_point(loud, max_false_accepts_per_hour=0,
+                                          smoothings_ms=(0,), thresholds=[0.5, 0.9])
+    assert not point["met"] and point["false_accepts_per_hour"] == pytest.approx(6.0)
+
+
 def test_plot_draws_the_timeline():
     import matplotlib
 

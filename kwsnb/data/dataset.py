@@ -153,8 +153,12 @@ class SpeechCommands:
     ``split_by`` ('auto' | 'hash' | 'lists'), ``seed`` (unknown-word choice, shuffling and
     augmentation), ``background_rms`` and ``silence_volume`` (noise levels, default: the seed's),
     ``eval_silence_noise`` (validation/testing silence gets a fixed noise slice at a fixed random
-    gain instead of zeros), ``volume_resample`` (seed flag, default 0), and loading options
-    ``progress``, ``cache``, ``cache_dir``, ``num_workers``.
+    gain instead of zeros), ``volume_resample`` (seed flag, default 0),
+    ``extra_unknown_dir`` / ``extra_unknown_percentage`` (more ``_unknown_`` training examples from
+    another Speech Commands-layout folder, e.g. ``python -m data_setup.synthetic --words common``:
+    ceil(pct% x training keyword clips) of its training clips, drawn at random; training split
+    only, so validation and testing stay the real data's), and loading options ``progress``,
+    ``cache``, ``cache_dir``, ``num_workers``.
 
     Use :meth:`dataset` for ``tf.data`` batches of (audio float32 [B, N], label int32 [B]) and
     :meth:`arrays` for a whole split as numpy.
@@ -168,7 +172,8 @@ class SpeechCommands:
                  background_volume: float = 0.1, clip_duration_ms: float = 1000,
                  sample_rate: int = 16000, split_by: str = "auto", seed: int = RANDOM_SEED,
                  background_rms: float | None = None, silence_volume: float | None = None,
-                 eval_silence_noise: bool = False, progress: bool = True, cache: bool = True,
+                 eval_silence_noise: bool = False, extra_unknown_dir: str | Path | None = None,
+                 extra_unknown_percentage: float = 0.0, progress: bool = True, cache: bool = True,
                  cache_dir: str | Path | None = None, num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
@@ -257,6 +262,11 @@ class SpeechCommands:
                 next_row += len(silence_rows)
             self._rows[split] = rows
             self._label_ids[split] = np.array([label for _, label in entries], np.int32)
+        self.extra_unknown_dir = None
+        self.extra_unknown_percentage = float(extra_unknown_percentage)
+        if extra_unknown_dir and self.extra_unknown_percentage > 0:
+            self._add_extra_unknown(Path(extra_unknown_dir), progress=progress, cache=cache,
+                                    cache_dir=cache_dir, num_workers=num_workers)
 
     # -- index ---------------------------------------------------------------------------------
     def _build_index(self):
@@ -292,6 +302,40 @@ class SpeechCommands:
         index = {split: [(row_of[path] if path else -1, label) for path, label in entries[split]]
                  for split in SPLITS}
         return paths, index
+
+    def _add_extra_unknown(self, folder: Path, **loading) -> None:
+        """Appends ceil(extra_unknown_percentage% x training keyword clips) clips of ``folder``'s
+        training split to the training split as ``_unknown_``."""
+        if self._silence_index != 0 or self.unknown_percentage <= 0:
+            raise ValueError("extra_unknown_dir needs an _unknown_ label: set unknown_percentage "
+                             "above 0 (it is 0, so the labels are just the words)")
+        extra = scan_folder(folder)
+        keywords = sorted(set(extra.words) & set(self.wanted_words))
+        if keywords:
+            raise ValueError(
+                f"extra_unknown_dir {extra.root} has folders of the keywords {', '.join(keywords)}: "
+                f"a keyword's clips must never be labelled _unknown_. Make the folder without "
+                f"them (python -m data_setup.synthetic --words common excludes every Speech "
+                f"Commands word) or remove those folders.")
+        lists = extra.split_lists
+        candidates = [path for word, files in sorted(extra.words.items()) for path in files
+                      if f"{word}/{path.stem}" not in lists["validation"] | lists["testing"]]
+        known = int(np.sum(self._label_ids["training"] > 1))  # 0, 1: silence, unknown
+        count = min(len(candidates), int(math.ceil(known * self.extra_unknown_percentage / 100)))
+        if count < known * self.extra_unknown_percentage / 100:
+            warnings.warn(f"extra_unknown_dir {extra.root} has {len(candidates)} training clips, "
+                          f"fewer than the {self.extra_unknown_percentage:g}% of {known} keyword "
+                          f"clips asked for; all of them are used", stacklevel=3)
+        chosen = sorted(random.Random(self.seed + 1).sample(candidates, count))
+        clips, ok = load_clips(chosen, extra.root, sample_rate=self.sample_rate,
+                               clip_samples=self.clip_samples, **loading)
+        first = len(self._clips)
+        self._clips = np.concatenate([self._clips, clips[ok]])
+        rows = np.arange(first, len(self._clips), dtype=np.int64)
+        self._rows["training"] = np.concatenate([self._rows["training"], rows])
+        self._label_ids["training"] = np.concatenate(
+            [self._label_ids["training"], np.full(len(rows), 1, np.int32)])  # _unknown_
+        self.extra_unknown_dir = extra.root
 
     def _split_of(self, word: str, path: Path) -> str:
         if self.split_by == "hash":

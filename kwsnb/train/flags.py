@@ -43,6 +43,8 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "wanted_words": (str, "yes,no,up,down,left,right,on,off,stop,go", "comma-separated keywords"),
     "silence_percentage": (float, 10.0, "share of silence examples, %% of keyword examples"),
     "unknown_percentage": (float, 10.0, "share of unknown-word examples, %% of keyword examples"),
+    "extra_unknown_dir": (str, "", "another Speech Commands-layout folder of non-keywords (e.g. `python -m data_setup.synthetic --words common`) whose training clips add _unknown_ examples; never a keyword's"),
+    "extra_unknown_percentage": (float, 0.0, "_unknown_ examples added from --extra_unknown_dir, %% of training keyword examples"),
     "validation_percentage": (float, 10.0, "speaker-hash validation share (%%)"),
     "testing_percentage": (float, 10.0, "speaker-hash testing share (%%)"),
     "split_by": (str, "auto", "hash (the seed), lists (validation_list.txt/testing_list.txt) or auto"),
