@@ -273,7 +273,7 @@ def test_stream_features_model_is_exact_in_float(calibration_audio):
 
     model, _ = _trained("svdf")
     front_end, body = exporting.split_front_end(model)
-    features = np.asarray(front_end(calibration_audio[:2]))
+    features = np.asarray(front_end(calibration_audio[:1]))
     expected = np.asarray(body(features))
     stream = micro.stream_features_model(model)
     for clip, wanted in zip(features, expected):
