@@ -10,7 +10,8 @@ tflite_dynamic                 the seed's "quant": dynamic-range quantization (i
 tflite_int8                    body int8 (weights and activations, calibrated on training clips), front
                                end float, float32 input and output
 tflite_features_int8           the body alone for microcontrollers: int8 MFCCs [1, frames, dct] in, int8
-                               logits out; ``metadata.json`` holds the input scale and zero point
+                               logits out; ``metadata.json`` holds the input scale and zero point;
+                               batch 1, static shapes: runs in TFLite Micro (``kwsnb.micro``)
 tflite_stream_external_float   one 320-sample packet per call, states as extra inputs and outputs
 tflite_stream_external_int8    the same with the body (and its states) int8, front end float
 tflite_stream_internal_float   one packet per call, states in resource variables inside the model
