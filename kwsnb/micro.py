@@ -540,8 +540,12 @@ def compare(model, audio: np.ndarray, non_stream: bytes | None = None,
         if entry["runs"]:
             litert = {kind: run_stream(LiteRTRunner(stream, kind), io_stream, frames)
                       for kind in kernels}
-            agreements(entry, litert, run_stream(TFLMRunner(stream), io_stream, frames))
-            entry.update(clips=len(audio), frames=int(frames.shape[1]))
+            tflm = run_stream(TFLMRunner(stream), io_stream, frames)
+            agreements(entry, litert, tflm)
+            last = _agreement(litert[kernels[0]][:, -1], tflm[:, -1])
+            entry.update(clips=len(audio), frames=int(frames.shape[1]),
+                         max_step_difference_last_frame=last["max_step_difference"],
+                         argmax_agreement_last_frame=last["argmax_agreement"])
             if non_stream_logits is not None:
                 reference, details = non_stream_logits
                 last = dequantize(litert[kernels[0]][:, -1], io_stream["outputs"]["logits"])

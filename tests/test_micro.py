@@ -283,3 +283,31 @@ def test_stream_features_model_is_exact_in_float(calibration_audio):
             outputs = stream([frame[np.newaxis, np.newaxis], *states])
             states = [np.asarray(outputs[name]) for name in names]
         np.testing.assert_allclose(np.asarray(outputs["logits"])[0], wanted, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_writes_both_models_as_c_sources(tflm, real_train_dir, tmp_path, capsys):
+    """python -m kwsnb.micro on a committed train_dir: .tflite, .cc/.h (byte-identical),
+    .json and README for both models, both running in TFLM."""
+    from kwsnb import micro
+
+    if not (MODELS_DIR / "svdf" / "best_weights.weights.h5").is_file():
+        pytest.skip("no committed svdf model")
+    out = tmp_path / "out"
+    assert micro.main([str(MODELS_DIR / "svdf"), "--out", str(out), "--clips", "20",
+                       "--data_dir", str(real_train_dir)]) == 0
+    assert "written to" in capsys.readouterr().out
+    for kind in micro.MICRO_FORMATS:
+        stem = out / f"svdf_{kind}"
+        content = stem.with_suffix(".tflite").read_bytes()
+        assert micro.read_c_array(stem.with_suffix(".cc")) == content
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        assert meta["tflm"]["runs"] and meta["tflm"]["arena_min_bytes"] > 0
+        assert meta["labels"][:2] == ["_silence_", "_unknown_"]
+        assert meta["inputs"]["features"]["index"] == 0 or kind == micro.STREAM
+    non_stream = (MODELS_DIR / "svdf" / "tflite_features_int8" / "model.tflite").read_bytes()
+    assert (out / "svdf_features_int8.tflite").read_bytes() == non_stream  # runs in TFLM: reused
+    readme = (out / "README.md").read_text()
+    for needed in ("svdf_0_state", "zero_point", "coefficient_mean", "1024-point FFT",
+                   "_silence_, _unknown_, yes", "interpreter.input(index)"):
+        assert needed in readme
