@@ -664,8 +664,8 @@ def _readme(name: str, metadata: Mapping[str, Mapping]) -> str:
              f"{first['packet_samples']} samples ({flags['window_stride_ms']:g} ms), no padding "
              "(1 s = 49 frames);",
              f"2. periodic Hann window, {first['fft_length']}-point FFT (zero-padded), magnitude |X|"
-             + (" (the seed's power spectrum: its Mfcc op takes sqrt(|X|^2))"
-                if flags["fft_magnitude_squared"] else ", then sqrt"),
+             + (" (the seed's power spectrum: its Mfcc op takes sqrt(|X|^2));"
+                if flags["fft_magnitude_squared"] else ", then sqrt;"),
              f"3. {flags['mel_num_bins']} triangular mel filters "
              f"{flags['mel_lower_edge_hertz']:g}-{flags['mel_upper_edge_hertz']:g} Hz (mel = 1127 "
              "ln(1 + f/700), peak 1, TF Mfcc-op layout: kwsnb.features.mel_weight_matrix);",
@@ -757,6 +757,27 @@ def load_train_dir(train_dir: str | Path):
         raise MicroError(str(error)) from None
 
 
+def _current_features_int8(train_dir: Path) -> bytes | None:
+    """The train_dir's tflite_features_int8 if it was exported from the current best weights
+    (the digest kwsnb.evaluate records) and runs in TFLM; None otherwise."""
+    import hashlib
+
+    from kwsnb import train as training
+
+    folder = train_dir / "tflite_features_int8"
+    path, metadata = folder / exporting.MODEL_FILE, folder / exporting.METADATA_FILE
+    if not path.is_file() or not metadata.is_file():
+        return None
+    try:
+        recorded = json.loads(metadata.read_text()).get("weights_sha256")
+    except ValueError:
+        return None
+    weights = hashlib.sha256((train_dir / training.BEST_WEIGHTS).read_bytes()).hexdigest()
+    if recorded != weights or not tflm_check(path, find_minimum=False)["runs"]:
+        return None
+    return path.read_bytes()
+
+
 def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | None = None,
                  clips: int = exporting.REPRESENTATIVE_CLIPS, check: bool = True,
                  test_audio: np.ndarray | None = None) -> dict[str, dict]:
@@ -778,9 +799,9 @@ def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | Non
         return audio_cache[0]
 
     contents = {}
-    existing = Path(train_dir) / "tflite_features_int8" / exporting.MODEL_FILE
-    if existing.is_file() and tflm_check(existing, find_minimum=False)["runs"]:
-        contents[NON_STREAM] = existing.read_bytes()
+    current = _current_features_int8(Path(train_dir))
+    if current is not None:
+        contents[NON_STREAM] = current
     else:
         contents[NON_STREAM] = exporting.convert_features_int8(model, audio())
     contents[STREAM] = convert_stream_features_int8(model, audio(), clips=None)
