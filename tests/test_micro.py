@@ -82,6 +82,35 @@ def test_c_array_round_trips(tmp_path, length):
     assert "extern const unsigned int model_data_len;" in header.read_text()
 
 
+def test_c_array_compiles_aligned(tmp_path):
+    """The pair compiles as C++11; the array is 16-byte aligned and holds the bytes."""
+    import shutil
+    import subprocess
+
+    from kwsnb import micro
+
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    content = np.random.default_rng(7).integers(0, 256, 999, dtype=np.uint8).tobytes()
+    _, source = micro.write_c_array(content, tmp_path, "model_data")
+    main = tmp_path / "main.cc"
+    main.write_text('#include <cstdint>\n#include <cstdio>\n#include "model_data.h"\n'
+                    "int main() { unsigned long sum = 0;\n"
+                    "  for (unsigned int i = 0; i < model_data_len; ++i) sum = sum * 31 + model_data[i];\n"
+                    '  std::printf("%u %llu %d\\n", model_data_len, sum,\n'
+                    "              (int)(reinterpret_cast<std::uintptr_t>(model_data) % 16));\n"
+                    "  return 0; }\n")
+    binary = tmp_path / "check"
+    subprocess.run([compiler, "-std=c++11", "-Wall", "-Werror", "-o", str(binary), str(main),
+                    str(source)], check=True, cwd=tmp_path)
+    printed = subprocess.run([str(binary)], check=True, capture_output=True, text=True).stdout
+    expected = 0
+    for byte in content:
+        expected = (expected * 31 + byte) % (1 << 64)
+    assert printed.split() == [str(len(content)), str(expected), "0"]
+
+
 def test_c_array_of_a_committed_model_round_trips(tmp_path):
     from kwsnb import micro
 
