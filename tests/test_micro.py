@@ -96,7 +96,7 @@ def test_c_array_compiles_aligned(tmp_path):
     _, source = micro.write_c_array(content, tmp_path, "model_data")
     main = tmp_path / "main.cc"
     main.write_text('#include <cstdint>\n#include <cstdio>\n#include "model_data.h"\n'
-                    "int main() { unsigned long sum = 0;\n"
+                    "int main() { unsigned long long sum = 0;\n"
                     "  for (unsigned int i = 0; i < model_data_len; ++i) sum = sum * 31 + model_data[i];\n"
                     '  std::printf("%u %llu %d\\n", model_data_len, sum,\n'
                     "              (int)(reinterpret_cast<std::uintptr_t>(model_data) % 16));\n"
