@@ -10,7 +10,8 @@ tflite_dynamic                 the seed's "quant": dynamic-range quantization (i
 tflite_int8                    body int8 (weights and activations, calibrated on training clips), front
                                end float, float32 input and output
 tflite_features_int8           the body alone for microcontrollers: int8 MFCCs [1, frames, dct] in, int8
-                               logits out; ``metadata.json`` holds the input scale and zero point
+                               logits out; ``metadata.json`` holds the input scale and zero point;
+                               batch 1, static shapes: runs in TFLite Micro (``kwsnb.micro``)
 tflite_stream_external_float   one 320-sample packet per call, states as extra inputs and outputs
 tflite_stream_external_int8    the same with the body (and its states) int8, front end float
 tflite_stream_internal_float   one packet per call, states in resource variables inside the model
@@ -85,16 +86,12 @@ FORMATS = NON_STREAM_FORMATS + STREAM_FORMATS
 # Formats calibrated on representative training clips.
 INT8_FORMATS = ("tflite_int8", "tflite_features_int8", "tflite_stream_external_int8")
 
+FEATURES_INPUT = "features"  # the input of tflite_features_int8: int8 MFCCs [1, frames, dct]
 # Calibration clips: a few hundred cover the activation ranges; more only slows the export.
 REPRESENTATIVE_CLIPS = 300
 # Streaming calibration: every packet of this many clips (50 packets each), so the states are
 # seen at every fill level, from all-zero to a full second of audio.
 REPRESENTATIVE_STREAM_CLIPS = 30
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and checking TFLite flatbuffers
-# ---------------------------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,25 +211,43 @@ def check_front_end_float(model_content: bytes, front_end_names: set[str], what:
 # Conversion
 # ---------------------------------------------------------------------------------------------
 
-def _converter(model, saved_model_dir: Path):
+def batch_one_signature(model, names: Mapping[str, str] | None = None) -> list:
+    """An export signature of ``model``'s inputs with batch size 1 (``names`` renames inputs).
+
+    ``model.export`` relaxes the batch dimension to None, and a graph with an unknown batch
+    computes shapes at run time (SHAPE, GATHER, REDUCE_PROD, PACK ahead of the RESHAPEs of Dense
+    on [batch, time, channels] and of Flatten), ops TensorFlow Lite Micro does not have. With
+    batch 1 every shape is a constant; the numbers are the same."""
+    import keras
+
+    names = dict(names or {})
+    specs = [keras.InputSpec(shape=(1,) + tuple(x.shape[1:]), dtype=x.dtype,
+                             name=names.get(_input_name(x), _input_name(x)))
+             for x in model.inputs]
+    return [specs[0] if len(specs) == 1 else specs]
+
+
+def _converter(model, saved_model_dir: Path, input_signature: list | None = None):
     import tensorflow as tf
 
     # model.export + from_saved_model: quiet (verbose=False), and the path that keeps resource
     # variables for internal-state streaming.
-    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False)
+    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False,
+                 input_signature=input_signature)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter
 
 
 def _convert(model, what: str, configure: Callable | None = None,
-             quantize: Callable | None = None) -> bytes:
+             quantize: Callable | None = None, input_signature: list | None = None) -> bytes:
     """Converts ``model``; ``configure(converter)`` sets options; ``quantize(converter)``, if
-    given, returns the model bytes instead of ``converter.convert()``."""
+    given, returns the model bytes instead of ``converter.convert()``; ``input_signature``
+    (e.g. ``batch_one_signature(model)``) replaces ``model.export``'s batch-None signature."""
     with tempfile.TemporaryDirectory(prefix="kwsnb_export_") as tmp:
         try:
             with _quiet():
-                converter = _converter(model, Path(tmp) / "saved_model")
+                converter = _converter(model, Path(tmp) / "saved_model", input_signature)
                 if configure:
                     configure(converter)
                 content = quantize(converter) if quantize else converter.convert()
@@ -402,7 +417,10 @@ def convert_features_int8(model, representative_audio: np.ndarray) -> bytes:
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
 
-    return _convert(body, "features-in int8 model", configure)
+    # Batch 1: static shapes throughout, so TensorFlow Lite Micro can run it (kwsnb.micro).
+    return _convert(body, "features-in int8 model", configure,
+                    input_signature=batch_one_signature(body, {_input_name(body.inputs[0]):
+                                                               FEATURES_INPUT}))
 
 
 def stream_state_pairs(stream_model) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ MAX_LINES = 600
 LONG_MODULES_WITH_ONE_JOB = {
     "kwsnb.export": "TFLite conversion of every format",
     "kwsnb.plots": "the figures the notebooks show",
+    "kwsnb.micro": "microcontroller export: features-in models checked in TFLM, written as C",
 }
 
 
