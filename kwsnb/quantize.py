@@ -1,0 +1,324 @@
+"""One int8 quantization per trained model, shared by every int8 format.
+
+Post-training int8 calibrates each graph on its own: the non-stream model sees whole clips, the
+external-state streaming model one packet per call (and ring buffers that start empty). The
+same weights then get different activation scales in the two graphs, and int8 stream
+predictions disagree with int8 non-stream ones on a few percent of clips although the float
+models agree on all of them (kwsnb issue 11).
+
+Here the quantization parameters are decided once, on the non-stream model, and forced into the
+other graphs before they are quantized:
+
+1. ``calibrate``: the converter's calibration alone (``_experimental_calibrate_only``, what
+   ``tf.lite.experimental.QuantizationDebugger`` runs first) gives a float flatbuffer whose
+   tensors carry the min/max seen on the representative data.
+2. ``tensor_ranges``: those ranges keyed by the *Keras layer scope* of each tensor (the TFLite
+   tensor name without its model scope, e.g. ``svdf_0_1/dense1_1/Tensordot/MatMul1``). Every
+   mode builds the same layers with the same names (``kwsnb.layers.ModelBuilder``), so a key
+   names the same computation in every graph.
+3. ``force_ranges``: a calibrated streaming (or features-in) graph gets the non-stream ranges
+   for every tensor whose key the non-stream graph has. Tensors only a streaming graph has are
+   the ring buffers: the state inputs, the concatenation of state and new step, the slices that
+   make the new state and the strided (dilated) window. They hold past values of the step they
+   buffer, so they get that step's range (propagated through the ops that move values without
+   changing them). Graph outputs (``StatefulPartitionedCall:k``) are keyed by the op that writes
+   them and its input's key.
+4. ``quantize_calibrated``: ``mlir_quantize``, as the debugger calls it, with the front end
+   denylisted (it stays float in every format, see ``kwsnb.export``).
+
+Weights are quantized from the same float values with the same per-channel scheme in every
+graph, and biases from input scale x weight scale, so equal activation ranges make equal int8
+weights and biases; a stream then computes, call by call, the integers the non-stream graph
+computes for the same window.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from kwsnb import export as exporting
+from kwsnb.export import ExportError
+
+# Ops that move values without changing them: their outputs share their input's range (the
+# MLIR quantizer gives them the same scale anyway).
+PASSTHROUGH_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE", "STRIDED_SLICE", "SLICE", "CONCATENATION",
+                   "GATHER", "TRANSPOSE", "PAD", "PADV2"}
+# Stream calibration only builds the statistics fields; their values are replaced.
+STREAM_CALIBRATION_CLIPS = 2
+
+
+Range = tuple[float, float]
+
+
+@dataclass
+class Ranges:
+    """Activation ranges of one calibrated graph, keyed by layer scope (see module docstring)."""
+
+    by_key: dict[str, Range]
+    # Keys of single name parts (fused ops join several names with ';'), for partial matches.
+    by_part: dict[str, Range] = field(default_factory=dict)
+
+    def get(self, key: str) -> Range | None:
+        if key in self.by_key:
+            return self.by_key[key]
+        for part in key.split(";"):
+            if part in self.by_part:
+                return self.by_part[part]
+        return None
+
+
+@dataclass
+class ForceReport:
+    """What ``force_ranges`` did: tensors given the reference range, propagated, left alone."""
+
+    matched: list[str] = field(default_factory=list)
+    propagated: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration and quantization
+# ---------------------------------------------------------------------------------------------
+
+def calibrate(model, representative: Callable, what: str) -> bytes:
+    """Float TFLite model of ``model`` with calibration statistics (min/max per tensor)."""
+    import tensorflow as tf
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True  # noqa: SLF001 - as the debugger does
+
+    return exporting._convert(model, what, configure)
+
+
+def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
+                        fully_quantize: bool = False, io_int8: bool = False,
+                        what: str = "int8 model") -> bytes:
+    """Int8 model from a calibrated one (per-channel weights, as the converter's default)."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    io_type = tf.int8 if io_int8 else tf.float32
+    try:
+        with exporting._quiet():
+            content = convert.mlir_quantize(
+                calibrated, fully_quantize=fully_quantize, input_data_type=io_type,
+                output_data_type=io_type, denylisted_nodes=sorted(denylisted_nodes) or None)
+    except Exception as error:  # noqa: BLE001 - explained, as kwsnb.export does
+        raise ExportError(f"quantizing {what} failed: {exporting._converter_message(error)}") \
+            from error
+    exporting.check_builtin_ops(content, what)
+    return content
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges by layer scope
+# ---------------------------------------------------------------------------------------------
+
+def _part_key(part: str) -> str:
+    # "<model>_1/<layer>_1/<op>" -> "<layer>_1/<op>": drop the model's scope, keep the layers'.
+    return part.split("/", 1)[1] if "/" in part else part
+
+
+def _graph(content: bytes):
+    schema = exporting._schema()
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    return model, model.subgraphs[0]
+
+
+def _opcode(model, op) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return exporting._opcode_names().get(builtin, f"BUILTIN_{builtin}")
+
+
+def _is_constant(model, tensor) -> bool:
+    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
+
+
+def tensor_keys(content: bytes) -> list[str | None]:
+    """Key of each tensor of the main subgraph (None for constants).
+
+    Scoped names map to their layer scope; graph-level names (``StatefulPartitionedCall:k``,
+    ``serving_default_audio:0``) are keyed by their producer: ``<OP>(<first input's key>)``, or
+    ``input`` for graph inputs (which streaming graphs pair by propagation).
+    """
+    model, graph = _graph(content)
+    keys: list[str | None] = [None] * len(graph.tensors)
+    for op in graph.operators:
+        name_of = graph.tensors
+        for o in op.outputs:
+            name = name_of[o].name.decode()
+            if ":" not in name and "/" in name:
+                keys[o] = ";".join(_part_key(p) for p in name.split(";"))
+        for o in op.outputs:
+            if keys[o] is None:
+                first = next((i for i in op.inputs if i >= 0 and keys[i] is not None), None)
+                keys[o] = f"{_opcode(model, op)}({keys[first] if first is not None else ''})"
+    return keys
+
+
+def _range(tensor) -> Range | None:
+    q = tensor.quantization
+    if q is None or q.min is None or q.max is None or len(q.min) != 1:
+        return None
+    return float(q.min[0]), float(q.max[0])
+
+
+def tensor_ranges(calibrated: bytes) -> Ranges:
+    """The calibration ranges of a calibrated model, by key (see ``tensor_keys``)."""
+    _, graph = _graph(calibrated)
+    by_key, by_part, part_count = {}, {}, defaultdict(int)
+    for tensor, key in zip(graph.tensors, tensor_keys(calibrated)):
+        value = _range(tensor)
+        if key is None or value is None:
+            continue
+        by_key[key] = value
+        for part in key.split(";"):
+            part_count[part] += 1
+            by_part[part] = value
+    # A part shared by several fused tensors is ambiguous: only full keys match it.
+    return Ranges(by_key, {p: v for p, v in by_part.items() if part_count[p] == 1})
+
+
+def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceReport]:
+    """``calibrated`` with every activation range taken from ``reference`` where the tensor's
+    key is known, and ring-buffer tensors given the range of the step they buffer."""
+    import flatbuffers
+
+    model, graph = _graph(calibrated)
+    keys = tensor_keys(calibrated)
+    report = ForceReport()
+    graph_inputs = set(graph.inputs)
+    values: dict[int, Range] = {}
+
+    def set_range(index: int, value: Range) -> None:
+        values[index] = value
+        q = graph.tensors[index].quantization
+        q.min = np.array([value[0]], np.float32)
+        q.max = np.array([value[1]], np.float32)
+
+    for op in graph.operators:
+        name = _opcode(model, op)
+        activations = [i for i in op.inputs if i >= 0 and _range(graph.tensors[i]) is not None
+                       and not _is_constant(model, graph.tensors[i])]
+        for o in op.outputs:
+            tensor = graph.tensors[o]
+            if _range(tensor) is None:
+                continue
+            label = tensor.name.decode()
+            if name in PASSTHROUGH_OPS and activations:
+                # The step being buffered: a computed input (not a graph input, i.e. a state).
+                computed = [i for i in activations if i not in graph_inputs and i in values]
+                source = computed[0] if computed else next(
+                    (i for i in activations if i in values), None)
+                if source is not None:
+                    set_range(o, values[source])
+                    for i in activations:  # state inputs share the buffer's range
+                        if i in graph_inputs:
+                            set_range(i, values[source])
+                    report.propagated.append(label)
+                    continue
+            value = reference.get(keys[o]) if keys[o] is not None else None
+            if value is not None:
+                set_range(o, value)
+                if name in PASSTHROUGH_OPS:  # e.g. a features-in model's input
+                    for i in activations:
+                        if i in graph_inputs:
+                            set_range(i, value)
+                report.matched.append(label)
+            else:
+                values[o] = _range(tensor)
+                report.unmatched.append(label)
+    builder = flatbuffers.Builder(len(calibrated) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=exporting.TFLITE_IDENTIFIER)
+    return bytes(builder.Output()), report
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared quantization and the three int8 formats
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class SharedQuantization:
+    """Ranges decided once on the non-stream model; ``*_int8`` methods quantize each format
+    with them. ``calibrated`` is the non-stream model's calibrated flatbuffer."""
+
+    calibrated: bytes
+    ranges: Ranges
+    reports: dict[str, ForceReport] = field(default_factory=dict)
+
+    @classmethod
+    def from_model(cls, model, representative_audio: np.ndarray) -> "SharedQuantization":
+        """Calibrates the non-stream ``model`` on ``representative_audio`` [clips, samples]."""
+        audio = exporting._as_audio(representative_audio)
+
+        def representative():
+            for clip in audio:
+                yield [clip[np.newaxis]]
+
+        calibrated = calibrate(model, representative, "int8 calibration")
+        return cls(calibrated, tensor_ranges(calibrated))
+
+    def non_stream_int8(self, model, float_content: bytes | None = None) -> bytes:
+        """Int8 body, float front end, float audio in and logits out (``tflite_int8``)."""
+        float_content = float_content or exporting.convert_float(model)
+        front_end = exporting.front_end_tensor_names(float_content,
+                                                     exporting.front_end_layer(model).name)
+        content = quantize_calibrated(self.calibrated, front_end, what="int8 model")
+        exporting.check_front_end_float(content, front_end, "int8 model")
+        return content
+
+    def stream_external_int8(self, stream_model, float_content: bytes | None = None,
+                             audio: np.ndarray | None = None) -> bytes:
+        """``tflite_stream_external_int8`` with the non-stream ranges (states included)."""
+        pairs = exporting.stream_state_pairs(stream_model)
+        float_content = float_content or exporting.convert_float(
+            stream_model, "external-state float model")
+        if audio is None:  # any audio: calibration only creates the statistics fields
+            audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 16000)).astype(np.float32)
+        samples = exporting.external_state_inputs(
+            float_content, pairs, exporting._as_audio(audio)[:STREAM_CALIBRATION_CLIPS])
+        calibrated = calibrate(stream_model, lambda: iter(samples),
+                               "external-state int8 calibration")
+        forced, report = force_ranges(calibrated, self.ranges)
+        self.reports["tflite_stream_external_int8"] = report
+        front_end = exporting.front_end_tensor_names(
+            float_content, exporting.front_end_layer(stream_model).name)
+        content = quantize_calibrated(forced, front_end, what="external-state int8 model")
+        exporting.check_front_end_float(content, front_end, "external-state int8 model")
+        return content
+
+    def features_int8(self, model, audio: np.ndarray) -> bytes:
+        """``tflite_features_int8`` (int8 MFCCs in, int8 logits out) with the non-stream
+        ranges: the input scale is the one the int8 model quantizes its MFCCs with."""
+        front_end, body = exporting.split_front_end(model)
+        features = exporting.predict_batches(front_end, exporting._as_audio(audio)[:4])
+
+        def representative():
+            for feature in features:
+                yield [feature[np.newaxis]]
+
+        calibrated = calibrate(body, representative, "features-in int8 calibration")
+        forced, report = force_ranges(calibrated, self.ranges)
+        self.reports["tflite_features_int8"] = report
+        return quantize_calibrated(forced, fully_quantize=True, io_int8=True,
+                                   what="features-in int8 model")
+
+
+def convert_all_int8(model, stream_model, representative_audio: np.ndarray,
+                     float_content: bytes | None = None,
+                     stream_float_content: bytes | None = None) -> dict[str, bytes]:
+    """The three int8 formats of one model, quantized once (see the module docstring)."""
+    shared = SharedQuantization.from_model(model, representative_audio)
+    return {"tflite_int8": shared.non_stream_int8(model, float_content),
+            "tflite_features_int8": shared.features_int8(model, representative_audio),
+            "tflite_stream_external_int8": shared.stream_external_int8(
+                stream_model, stream_float_content, representative_audio)}
