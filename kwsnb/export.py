@@ -33,6 +33,12 @@ to 8 bits on the fly. So every quantized format keeps the front end float:
   front-end weights restored to the float model's values (a flatbuffer edit by tensor name); a
   FULLY_CONNECTED with float weights runs the float kernel.
 
+**One quantization for every int8 format** (``kwsnb.quantize``): the non-stream model is
+calibrated once and its activation ranges, keyed by layer name, are forced into the streaming
+and features-in graphs (ring-buffer states get the range of the step they buffer), so the same
+weights get the same int8 parameters in every format and an int8 stream computes what the int8
+non-stream model computes.
+
 Both are checked after conversion: no front-end op may read or write an int8 tensor, and only
 builtin ops may appear (the converter is restricted to TFLITE_BUILTINS; the flatbuffer is checked
 again for custom or Flex ops).
@@ -513,36 +519,20 @@ def _quantize_with_float_front_end(model, float_content: bytes, representative: 
 
 def convert_int8(model, representative_audio: np.ndarray, float_content: bytes | None = None) -> bytes:
     """Int8 body, float front end, float32 audio in and logits out."""
-    audio = _as_audio(representative_audio)
-    float_content = float_content or convert_float(model)
+    from kwsnb.quantize import SharedQuantization
 
-    def representative():
-        for clip in audio:
-            yield [clip[np.newaxis]]
-
-    return _quantize_with_float_front_end(model, float_content, representative, "int8 model")
+    shared = SharedQuantization.from_model(model, representative_audio)
+    return shared.non_stream_int8(model, float_content)
 
 
 def convert_features_int8(model, representative_audio: np.ndarray) -> bytes:
     """Full-int8 body for microcontrollers: int8 MFCC [1, frames, dct] in, int8 logits out.
-    Calibrated on the front end's features of ``representative_audio``."""
-    import tensorflow as tf
+    Calibrated on ``representative_audio`` through the whole model (``kwsnb.quantize``): the
+    same ranges as ``tflite_int8``."""
+    from kwsnb.quantize import SharedQuantization
 
-    front_end, body = split_front_end(model)
-    features = predict_batches(front_end, _as_audio(representative_audio))
-
-    def representative():
-        for feature in features:
-            yield [feature[np.newaxis]]
-
-    def configure(converter):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-
-    return _convert(body, "features-in int8 model", configure)
+    shared = SharedQuantization.from_model(model, representative_audio)
+    return shared.features_int8(model, representative_audio)
 
 
 def stream_state_pairs(stream_model) -> list[tuple[str, str]]:
@@ -627,9 +617,19 @@ def external_state_inputs(float_content: bytes, pairs: Sequence[tuple[str, str]]
 
 def convert_stream_external_int8(stream_model, representative_audio: np.ndarray,
                                  float_content: bytes | None = None,
-                                 clips: int = REPRESENTATIVE_STREAM_CLIPS) -> bytes:
+                                 clips: int = REPRESENTATIVE_STREAM_CLIPS,
+                                 model=None) -> bytes:
     """External-state streaming model with int8 body and states (float I/O), front end float.
-    Calibrated on every packet of ``clips`` clips, with the states the float model produces."""
+
+    With ``model`` (the non-stream model): quantized with the ranges of ``model`` calibrated on
+    ``representative_audio`` (``kwsnb.quantize``), as ``tflite_int8`` is. Without: calibrated on
+    its own, on every packet of ``clips`` clips with the states the float model produces (int8
+    predictions then differ from ``tflite_int8``'s on a few percent of clips)."""
+    if model is not None:
+        from kwsnb.quantize import SharedQuantization
+
+        shared = SharedQuantization.from_model(model, representative_audio)
+        return shared.stream_external_int8(stream_model, float_content, representative_audio)
     pairs = stream_state_pairs(stream_model)
     float_content = float_content or convert_float(stream_model, "external-state float model")
     samples = external_state_inputs(float_content, pairs, _as_audio(representative_audio)[:clips])
@@ -729,14 +729,24 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
                 stream_models["external"], "external-state float model")
         return cache["tflite_stream_external_float"]
 
+    shared = []
+
+    def quantization():
+        """One calibration of ``model`` for every int8 format (kwsnb.quantize)."""
+        if not shared:
+            from kwsnb.quantize import SharedQuantization
+
+            shared.append(SharedQuantization.from_model(model, audio))
+        return shared[0]
+
     builders = {
         "tflite_float": float_content,
         "tflite_dynamic": lambda: convert_dynamic(model, float_content()),
-        "tflite_int8": lambda: convert_int8(model, audio, float_content()),
-        "tflite_features_int8": lambda: convert_features_int8(model, audio),
+        "tflite_int8": lambda: quantization().non_stream_int8(model, float_content()),
+        "tflite_features_int8": lambda: quantization().features_int8(model, audio),
         "tflite_stream_external_float": external_float,
-        "tflite_stream_external_int8": lambda: convert_stream_external_int8(
-            stream_models["external"], audio, external_float()),
+        "tflite_stream_external_int8": lambda: quantization().stream_external_int8(
+            stream_models["external"], external_float(), audio),
         "tflite_stream_internal_float": lambda: convert_stream_internal(stream_models["internal"]),
     }
     paths = {}
