@@ -216,9 +216,21 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
             if _range(tensor) is None:
                 continue
             label = tensor.name.decode()
+            computed = [i for i in activations if i not in graph_inputs and i in values]
+            if name == "CONCATENATION" and len(computed) > 1:
+                # Branches joined (inception): the reference's range of the joined tensor, or
+                # the union of the branches'.
+                value = reference.get(keys[o]) if keys[o] is not None else None
+                if value is None:
+                    value = (min(values[i][0] for i in computed),
+                             max(values[i][1] for i in computed))
+                    report.unmatched.append(label)
+                else:
+                    report.matched.append(label)
+                set_range(o, value)
+                continue
             if name in PASSTHROUGH_OPS and activations:
                 # The step being buffered: a computed input (not a graph input, i.e. a state).
-                computed = [i for i in activations if i not in graph_inputs and i in values]
                 source = computed[0] if computed else next(
                     (i for i in activations if i in values), None)
                 if source is not None:
