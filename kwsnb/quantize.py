@@ -23,20 +23,29 @@ other graphs before they are quantized:
    buffer, so they get that step's range (propagated through the ops that move values without
    changing them). Graph outputs (``StatefulPartitionedCall:k``) are keyed by the op that writes
    them and its input's key.
+   A concatenation of branches (inception) keeps the reference range of the joined tensor.
 4. ``quantize_calibrated``: ``mlir_quantize``, as the debugger calls it, with the front end
    denylisted (it stays float in every format, see ``kwsnb.export``).
+5. ``repair_float_islands``: in streaming graphs ``mlir_quantize`` (TF 2.21) leaves float some
+   ops that read a tensor also feeding a ring buffer (tc_resnet's strided 1x1 shortcut
+   convolutions, xception's shortcut Dense layers): DEQUANTIZE, float kernel with float
+   weights, QUANTIZE. Those ops are made int8 with the non-stream op's int8 weights, bias and
+   output scale (a flatbuffer edit). Reproduced on a three-layer model; a slice between the
+   tensor and the ring buffer fixes the toy but not the real models, hence the repair.
 
 Weights are quantized from the same float values with the same per-channel scheme in every
 graph, and biases from input scale x weight scale, so equal activation ranges make equal int8
 weights and biases; a stream then computes, call by call, the integers the non-stream graph
-computes for the same window.
+computes for the same window. Measured on SC-lite-9 test clips (primed streams): identical int8
+logits, stream vs non-stream, on every clip for all seven streaming architectures (svdf,
+tc_resnet, svdf_resnet on all 1,625 clips; the others on 500), where separate calibrations
+agreed on 95.8-99.3% of predictions; features-in int8 is identical to int8 as well.
 """
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 

@@ -64,7 +64,7 @@ def representative(real_train_dir, labels):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_int8_stream_agrees_with_int8_non_stream(arch, test_set, representative, tmp_path):
-    from kwsnb import evaluate, export, quantize
+    from kwsnb import evaluate, export
 
     model, flags = _trained(arch)
     audio, targets = test_set
