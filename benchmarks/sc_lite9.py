@@ -149,7 +149,7 @@ def per_label_table(test_dir: Path, rows: list[dict]) -> str:
     import numpy as np
 
     from kwsnb import data
-    from kwsnb import export as exporting
+    from kwsnb import convert
 
     if not rows:
         return ""
@@ -157,7 +157,7 @@ def per_label_table(test_dir: Path, rows: list[dict]) -> str:
     audio, truth = data.read_test_folder(test_dir, labels, EXCLUDE.split(","), progress=False)
     lines = ["| model | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for row in rows:
-        predicted = exporting.predict_batches(row["model"], audio).argmax(-1)
+        predicted = convert.predict_batches(row["model"], audio).argmax(-1)
         cells = [f"{100 * np.mean(predicted[truth == i] == i):.1f}" for i in range(len(labels))]
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     counts = " | ".join(f"{int(np.sum(truth == i))}" for i in range(len(labels)))

@@ -48,6 +48,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from kwsnb import convert, streaming
 from kwsnb import export as exporting
 from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
                            predict_non_stream, predict_stream_external, predict_stream_internal,
@@ -122,14 +123,14 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     def features() -> np.ndarray:
         """MFCCs of every clip from the model's float front end (tflite_features_int8's input)."""
         if not cached_features:
-            front_end, _ = exporting.split_front_end(model)
-            cached_features.append(exporting.predict_batches(front_end, audio))
+            front_end, _ = streaming.split_front_end(model)
+            cached_features.append(convert.predict_batches(front_end, audio))
         return cached_features[0]
 
     def non_stream_predictions(name: str) -> np.ndarray:
         if name not in predictions:
             if name == KERAS:
-                predictions[name] = exporting.predict_batches(model, audio).argmax(-1)
+                predictions[name] = convert.predict_batches(model, audio).argmax(-1)
             else:
                 inputs = features() if name == "tflite_features_int8" else audio
                 predictions[name] = predict_non_stream(load(name), inputs, progress).argmax(-1)
@@ -453,7 +454,7 @@ def _streaming_models(model) -> dict:
         raise ExportError(f"cannot build the streaming models: {error}") from None
 
 
-def _representative_audio(dataset, count: int = exporting.REPRESENTATIVE_CLIPS) -> np.ndarray:
+def _representative_audio(dataset, count: int = convert.REPRESENTATIVE_CLIPS) -> np.ndarray:
     """``count`` unaugmented training clips in a seeded random order."""
     batch = dataset.dataset("training", batch_size=count, augment=False, shuffle=True,
                             repeat=False, seed=0)

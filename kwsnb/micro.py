@@ -46,11 +46,12 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from kwsnb import convert
 from kwsnb import export as exporting
 from kwsnb import runtime, streaming
 from kwsnb.export import ExportError
 
-FEATURES_INPUT = exporting.FEATURES_INPUT  # name of the MFCC input of both models
+FEATURES_INPUT = convert.FEATURES_INPUT  # name of the MFCC input of both models
 NON_STREAM = "features_int8"
 STREAM = "stream_features_int8"
 MICRO_FORMATS = (NON_STREAM, STREAM)
@@ -86,13 +87,13 @@ def stream_features_model(model, stream_model=None):
     output = front_end.output
     frames = output[0] if isinstance(output, (list, tuple)) else output
     audio_state = front_end.name + STATE_SUFFIX if front_end.name else FRONT_END + STATE_SUFFIX
-    states = [x for x in stream_model.inputs[1:] if exporting._input_name(x) != audio_state]
+    states = [x for x in stream_model.inputs[1:] if convert.tensor_name(x) != audio_state]
     structure = stream_model.output
     if not isinstance(structure, dict) or LOGITS not in structure:
         raise MicroError(f"{stream_model.name!r} is not a kwsnb external-state streaming model "
                          "(expected a dict output with 'logits' and the new states)")
     outputs = {LOGITS: structure[LOGITS]}
-    outputs.update({exporting._input_name(x): structure[exporting._input_name(x)] for x in states})
+    outputs.update({convert.tensor_name(x): structure[convert.tensor_name(x)] for x in states})
     try:
         return keras.Model([frames, *states], outputs, name=f"{model.name}_stream_body")
     except (ValueError, AttributeError) as error:
@@ -101,8 +102,8 @@ def stream_features_model(model, stream_model=None):
 
 
 def _stream_signature(body) -> list:
-    return exporting.batch_one_signature(
-        body, {exporting._input_name(body.inputs[0]): FEATURES_INPUT})
+    return convert.batch_one_signature(
+        body, {convert.tensor_name(body.inputs[0]): FEATURES_INPUT})
 
 
 def stream_state_pairs(content: bytes) -> list[str]:
@@ -117,7 +118,7 @@ def stream_calibration_inputs(body, features: np.ndarray) -> list[dict]:
     it saw, keyed by the converted model's input names (calibration data)."""
     import tensorflow as tf
 
-    names = [exporting._input_name(x) for x in body.inputs[1:]]
+    names = [convert.tensor_name(x) for x in body.inputs[1:]]
     call = tf.function(lambda inputs: body(inputs, training=False))
     samples = []
     for clip in np.asarray(features, np.float32):
@@ -131,7 +132,7 @@ def stream_calibration_inputs(body, features: np.ndarray) -> list[dict]:
 
 
 def convert_stream_features_int8(model, representative_audio: np.ndarray,
-                                 clips: int | None = exporting.REPRESENTATIVE_CLIPS,
+                                 clips: int | None = convert.REPRESENTATIVE_CLIPS,
                                  stream_model=None) -> bytes:
     """Streaming features-in int8 model (external state) for microcontrollers.
 
@@ -145,9 +146,9 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
 
     audio = runtime.as_audio(representative_audio)
     if clips is not None:
-        audio = exporting.representative_subset(audio, clips)
+        audio = convert.representative_subset(audio, clips)
     front_end, _ = streaming.split_front_end(model)
-    features = exporting.predict_batches(front_end, audio)
+    features = convert.predict_batches(front_end, audio)
     body = stream_features_model(model, stream_model)
     signature = _stream_signature(body)
     samples = stream_calibration_inputs(body, features)
@@ -162,7 +163,7 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
 
-    return exporting._convert(body, "streaming features-in int8 model", configure,
+    return convert.convert_model(body, "streaming features-in int8 model", configure,
                               input_signature=signature)
 
 
@@ -477,7 +478,7 @@ def features_int8(model, audio: np.ndarray, input_details: Mapping) -> np.ndarra
     """The model's float front end on ``audio`` [clips, samples], quantized for the
     features-in models' input: int8 [clips, frames, dct]."""
     front_end, _ = streaming.split_front_end(model)
-    return quantize(exporting.predict_batches(front_end, runtime.as_audio(audio)),
+    return quantize(convert.predict_batches(front_end, runtime.as_audio(audio)),
                     input_details)
 
 
@@ -722,7 +723,7 @@ def _readme(name: str, metadata: Mapping[str, Mapping]) -> str:
 # A train_dir -> C sources
 # ---------------------------------------------------------------------------------------------
 
-def representative_audio(flags: Mapping, count: int = exporting.REPRESENTATIVE_CLIPS) -> np.ndarray:
+def representative_audio(flags: Mapping, count: int = convert.REPRESENTATIVE_CLIPS) -> np.ndarray:
     """``count`` unaugmented training clips in a seeded random order (as kwsnb.evaluate
     calibrates its int8 formats)."""
     from kwsnb import data
@@ -779,7 +780,7 @@ def _current_features_int8(train_dir: Path) -> bytes | None:
 
 
 def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | None = None,
-                 clips: int = exporting.REPRESENTATIVE_CLIPS, check: bool = True,
+                 clips: int = convert.REPRESENTATIVE_CLIPS, check: bool = True,
                  test_audio: np.ndarray | None = None) -> dict[str, dict]:
     """Writes both features-in int8 models of a train_dir to ``out_dir``: ``<name>_<kind>``
     ``.tflite``, ``.cc``, ``.h`` and ``.json``, and ``README.md``. The non-stream model is the
@@ -833,7 +834,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="folder to write into")
     parser.add_argument("--data_dir", help="training data for int8 calibration "
                         "[the data_dir of TRAIN_DIR/flags.json]")
-    parser.add_argument("--clips", type=int, default=exporting.REPRESENTATIVE_CLIPS,
+    parser.add_argument("--clips", type=int, default=convert.REPRESENTATIVE_CLIPS,
                         help="calibration clips [%(default)s]")
     parser.add_argument("--no_check", action="store_true",
                         help="skip running the models in TFLM (tflite-micro not installed)")

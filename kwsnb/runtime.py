@@ -33,7 +33,7 @@ def tflite_schema():
     return schema_py_generated
 
 
-def _opcode_names() -> dict[int, str]:
+def opcode_names() -> dict[int, str]:
     schema = tflite_schema()
     return {value: name for name, value in vars(schema.BuiltinOperator).items()
             if not name.startswith("_")}
@@ -44,7 +44,7 @@ def operator_names(model_content: bytes) -> list[str]:
     included) appears as ``CUSTOM:<its code>``."""
     schema = tflite_schema()
     model = schema.Model.GetRootAs(model_content, 0)
-    names = _opcode_names()
+    names = opcode_names()
     found = set()
     for i in range(model.OperatorCodesLength()):
         code = model.OperatorCodes(i)

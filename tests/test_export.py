@@ -48,7 +48,7 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
     """small_model() trained for 300 steps on yes/no/up/down (about 90% on the test folder)."""
     import keras
 
-    from kwsnb import data, export as exporting
+    from kwsnb import data, export as exporting, streaming
 
     dataset = data.SpeechCommands(train_dir, wanted_words=WORDS, silence_percentage=0,
                                   unknown_percentage=0, progress=False)
@@ -58,7 +58,7 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
     keras.utils.set_random_seed(0)
     model = small_model()
     exporting.mfcc_of(exporting.front_end_layer(model)).adapt(train_audio[::4])  # as training does
-    front_end, body = exporting.split_front_end(model)
+    front_end, body = streaming.split_front_end(model)
     features = front_end.predict(train_audio, batch_size=200, verbose=0)
     body.compile(keras.optimizers.Adam(3e-3),
                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -104,10 +104,10 @@ def clips(request) -> np.ndarray:
 @pytest.fixture(scope="module")
 def untrained():
     """(model, its float TFLite model): conversion checks need no training."""
-    from kwsnb import export as exporting
+    from kwsnb import convert
 
     model = small_model()
-    return model, exporting.convert_float(model)
+    return model, convert.convert_float(model)
 
 
 def _run(content: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -121,17 +121,17 @@ def _run(content: bytes, inputs: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def test_float_and_int8_are_builtin_and_keep_the_front_end_float(untrained, clips):
-    from kwsnb import export as exporting
+    from kwsnb import convert, export as exporting, runtime
 
     model, float_content = untrained
     int8_content = exporting.convert_int8(model, clips, float_content)
-    front_end = exporting.front_end_tensor_names(float_content)
+    front_end = convert.front_end_tensor_names(float_content)
     for content in (float_content, int8_content):
-        ops = exporting.check_builtin_ops(content)
+        ops = runtime.check_builtin_ops(content)
         assert {"RFFT2D", "COMPLEX_ABS", "LOG"} <= set(ops)
     # The body is int8 (QUANTIZE before it), every front-end op reads and writes float.
     assert "QUANTIZE" in exporting.operator_names(int8_content)
-    exporting.check_front_end_float(int8_content, front_end, "int8")
+    convert.check_front_end_float(int8_content, front_end, "int8")
     # Float TFLite computes what Keras computes.
     expected = model.predict(clips, verbose=0)
     np.testing.assert_allclose(_run(float_content, clips), expected, rtol=1e-4,
@@ -139,28 +139,28 @@ def test_float_and_int8_are_builtin_and_keep_the_front_end_float(untrained, clip
 
 
 def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
-    from kwsnb import export as exporting
+    from kwsnb import convert, runtime
 
     _, content = untrained
-    names = exporting.front_end_tensor_names(content)
+    names = convert.front_end_tensor_names(content)
     assert any("mfcc" in name for name in names)
     assert not any("conv" in name.split(";")[0] for name in names), "body ops in the front end"
-    interpreter = exporting.make_interpreter(content)
+    interpreter = runtime.make_interpreter(content)
     ops = {op["index"]: op for op in interpreter._get_ops_details()}
     tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     front_end_ops = {ops[i]["op_name"] for i in ops
                      if any(tensors[o] in names for o in ops[i]["outputs"])}
     assert {"RFFT2D", "COMPLEX_ABS", "FULLY_CONNECTED", "LOG"} <= front_end_ops
     # 640x(486 bins x 80 mels + 80 x 20 DCT + window) floats
-    assert exporting.front_end_constant_bytes(content) > 100_000
+    assert convert.front_end_constant_bytes(content) > 100_000
 
 
 def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
-    from kwsnb import export as exporting
+    from kwsnb import convert, export as exporting
 
     model, float_content = untrained
     dynamic = exporting.convert_dynamic(model, float_content)
-    exporting.check_front_end_float(dynamic, exporting.front_end_tensor_names(float_content),
+    convert.check_front_end_float(dynamic, convert.front_end_tensor_names(float_content),
                                     "dynamic")
     # Front end exact, body weights int8: outputs close to float, model smaller.
     assert len(dynamic) < len(float_content)
@@ -206,7 +206,7 @@ def test_model_needing_non_builtin_ops_is_refused():
     import keras
     import tensorflow as tf
 
-    from kwsnb import export as exporting
+    from kwsnb import convert, export as exporting
 
     # tf.signal's MFCC op needs Flex ops in TFLite (stack_notes.md).
     audio = keras.Input((16000,))
@@ -215,14 +215,14 @@ def test_model_needing_non_builtin_ops_is_refused():
     mfcc = keras.layers.Lambda(tf.signal.mfccs_from_log_mel_spectrograms)(mel)
     model = keras.Model(audio, keras.layers.Dense(4)(keras.layers.Flatten()(mfcc)))
     with pytest.raises(exporting.ExportError, match="no builtin TFLite kernel"):
-        exporting.convert_float(model)
+        convert.convert_float(model)
 
 
 def test_custom_ops_in_a_flatbuffer_are_refused():
     import keras
     import tensorflow as tf
 
-    from kwsnb import export as exporting
+    from kwsnb import export as exporting, runtime
 
     audio = keras.Input((16000,))
     mfcc = keras.layers.Lambda(tf.signal.mfccs_from_log_mel_spectrograms)(
@@ -232,7 +232,7 @@ def test_custom_ops_in_a_flatbuffer_are_refused():
     converter.allow_custom_ops = True
     content = converter.convert()
     with pytest.raises(exporting.ExportError, match="non-builtin TFLite ops"):
-        exporting.check_builtin_ops(content, "probe")
+        runtime.check_builtin_ops(content, "probe")
 
 
 def test_model_without_mfcc_front_end_is_refused():
@@ -285,7 +285,7 @@ def test_export_writes_every_format_with_metadata(exported, task):
     assert set(exported) == set(exporting.FORMATS)
     for name, path in exported.items():
         content = runtime.read_tflite(path)
-        ops = exporting.check_builtin_ops(content, name)
+        ops = runtime.check_builtin_ops(content, name)
         metadata = json.loads((path.parent / exporting.METADATA_FILE).read_text())
         assert metadata["format"] == name and metadata["labels"] == task.labels
         assert metadata["size_bytes"] == path.stat().st_size
@@ -315,9 +315,9 @@ def test_export_writes_every_format_with_metadata(exported, task):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_quantized_formats_keep_the_float_accuracy(exported, task):
-    from kwsnb import export as exporting, runtime
+    from kwsnb import runtime, streaming
 
-    front_end, _ = exporting.split_front_end(task.model)
+    front_end, _ = streaming.split_front_end(task.model)
     features = front_end.predict(task.test_audio, batch_size=200, verbose=0)
     keras_logits = task.model.predict(task.test_audio, batch_size=200, verbose=0)
 
@@ -358,3 +358,6 @@ def test_stream_formats_match_the_non_stream_model(exported, task):
     int8 = evaluate.predict_stream_external(model("tflite_stream_external_int8"), audio,
                                             metadata("tflite_stream_external_int8"))
     assert np.mean(int8.argmax(-1) == reference.argmax(-1)) >= 0.9
+    # One quantization for every int8 format (kwsnb.quantize): the int8 stream computes the
+    # int8 non-stream model's integers.
+    np.testing.assert_array_equal(int8, _run(model("tflite_int8").content, audio))

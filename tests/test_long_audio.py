@@ -53,7 +53,7 @@ def trained_model(folder: str):
     after each word, and windows between words as _silence_."""
     import keras
 
-    from kwsnb import export as exporting, long_audio, models
+    from kwsnb import long_audio, models, streaming
 
     audio, labels = synthetic_clips(folder)
     windows, targets = [], []
@@ -75,7 +75,7 @@ def trained_model(folder: str):
 
     keras.utils.set_random_seed(0)
     model = models.build("tc_resnet", **{**SMALL_FLAGS, "label_count": len(LABELS)})
-    front_end, body = exporting.split_front_end(model)
+    front_end, body = streaming.split_front_end(model)
     features = front_end.predict(np.stack(windows), batch_size=256, verbose=0)
     body.compile(keras.optimizers.Adam(3e-3),
                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))

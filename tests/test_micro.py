@@ -175,16 +175,16 @@ def test_batch_none_needs_reduce_prod_and_batch_one_runs(tflm):
     open computes its reshape at run time (REDUCE_PROD, which TFLM lacks); batch 1 does not."""
     import keras
 
-    from kwsnb import export as exporting
+    from kwsnb import convert
     from kwsnb import micro
 
     inputs = keras.Input((5, 3), name="x")
     model = keras.Model(inputs, keras.layers.Flatten()(keras.layers.Dense(4)(inputs)))
-    dynamic = exporting.convert_float(model)
+    dynamic = convert.convert_float(model)
     check = micro.tflm_check(dynamic, find_minimum=False)
     assert "REDUCE_PROD" in check["operators"]
     assert not check["runs"] and "REDUCE_PROD" in check["error"]
-    static = exporting._convert(model, "static", input_signature=exporting.batch_one_signature(
+    static = convert.convert_model(model, "static", input_signature=convert.batch_one_signature(
         model))
     check = micro.tflm_check(static)
     assert check["runs"], check["error"]
@@ -296,17 +296,17 @@ def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_c
 def test_stream_features_model_is_exact_in_float(calibration_audio):
     """The Keras streaming body, fed the non-stream features frame by frame from zero states,
     gives the non-stream body's logits after the last frame (valid padding: svdf)."""
-    from kwsnb import export as exporting
+    from kwsnb import convert, streaming
     from kwsnb import micro
 
     model, _ = _trained("svdf")
-    front_end, body = exporting.split_front_end(model)
+    front_end, body = streaming.split_front_end(model)
     features = np.asarray(front_end(calibration_audio[:1]))
     expected = np.asarray(body(features))
     stream = micro.stream_features_model(model)
     for clip, wanted in zip(features, expected):
         states = [np.zeros(x.shape, np.float32) for x in stream.inputs[1:]]
-        names = [exporting._input_name(x) for x in stream.inputs[1:]]
+        names = [convert.tensor_name(x) for x in stream.inputs[1:]]
         for frame in clip:
             outputs = stream([frame[np.newaxis, np.newaxis], *states])
             states = [np.asarray(outputs[name]) for name in names]

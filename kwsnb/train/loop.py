@@ -133,6 +133,23 @@ def _data(flags: dict[str, Any]):
         raise TrainError(str(error)) from None
 
 
+def _drop_log_rows_from(log_path: Path, epoch: int) -> None:
+    """Removes the training log's rows of ``epoch`` and later: epochs a killed run logged but did
+    not back up, which the resumed run trains again."""
+    if not log_path.is_file():
+        return
+    with log_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    kept = [row for row in rows if int(row["epoch"]) < epoch]
+    if len(kept) == len(rows) or not fields:
+        return
+    with log_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+
+
 def _best_validation_so_far(log_path: Path) -> float | None:
     if not log_path.is_file():
         return None
@@ -224,9 +241,12 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     # A resumed run draws new batches (not the first ones again): the seed moves with the steps.
     train_data = dataset.dataset("training", batch_size=flags["batch_size"], augment=True,
                                  shuffle=True, repeat=True, seed=flags["random_seed"] + done_steps)
+    if done_steps < stages.total:
+        _drop_log_rows_from(log_path, done_steps // interval)
     best = _best_validation_so_far(log_path)
+    # The backup goes last: an epoch it records has its log row and best weights written, and a
+    # kill before it re-runs the epoch, whose stale row was just dropped (each epoch logs once).
     callbacks = [
-        backup,
         keras.callbacks.LambdaCallback(on_epoch_end=_log_learning_rate(optimizer)),
         keras.callbacks.ModelCheckpoint(
             str(train_dir / BEST_WEIGHTS), monitor="val_accuracy", mode="max",
@@ -236,6 +256,7 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
         keras.callbacks.TensorBoard(str(train_dir / "logs"), update_freq=interval,
                                     write_graph=False),
         _StepProgress(total=stages.total, initial=min(done_steps, stages.total)),
+        backup,
     ]
     if done_steps >= stages.total:
         return flags  # already trained

@@ -1,0 +1,326 @@
+"""Keras -> TFLite conversion primitives shared by every format: the converter call and its
+errors, batch-1 signatures, where the front end sits in a TFLite graph, streaming state pairs,
+and the inputs calibration sees.
+
+``kwsnb.quantize`` (one int8 calibration for every int8 format) and ``kwsnb.export`` (the
+formats, written to folders) build on it; it needs only ``kwsnb.runtime`` and ``kwsnb.layers``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from kwsnb.runtime import (ExportError, as_audio, check_builtin_ops, make_interpreter,
+                           signature_details, stream_packets, tflite_schema)
+
+
+FEATURES_INPUT = "features"  # the input of tflite_features_int8: int8 MFCCs [1, frames, dct]
+
+
+# Calibration clips: a few hundred cover the activation ranges; more only slows the export.
+REPRESENTATIVE_CLIPS = 300
+
+
+# Streaming calibration: every packet of this many clips (50 packets each), so the states are
+# seen at every fill level, from all-zero to a full second of audio.
+REPRESENTATIVE_STREAM_CLIPS = 30
+
+
+def _scope_pattern(layer_name: str) -> re.Pattern:
+    # Keras 3 names TF ops "<model>_1/<layer>_1/<op>": the layer name, maybe with a _N suffix.
+    return re.compile(rf"(^|/){re.escape(layer_name)}(_\d+)?/")
+
+
+def front_end_tensor_names(model_content: bytes, front_end_name: str = "mfcc") -> set[str]:
+    """Output tensor names of every front-end op of a float TFLite model (main subgraph).
+
+    Front end = the ops of the MFCC layer's name scope plus every op reachable from the audio
+    inputs that feed them without passing the MFCC outputs: framing, a streaming model's audio
+    ring buffer and its new-state slice. Found on the graph, not by op type, because the body
+    has the same op types (FULLY_CONNECTED, RESHAPE, ...).
+    """
+    return _front_end_region(model_content, front_end_name)[0]
+
+
+def front_end_constant_bytes(model_content: bytes, front_end_name: str = "mfcc") -> int:
+    """Bytes of the constants the front end reads (window, mel filterbank, DCT matrices)."""
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    graph = model.subgraphs[0]
+    names = front_end_tensor_names(model_content, front_end_name)
+    buffers = set()
+    for op in graph.operators:
+        if any(graph.tensors[o].name.decode() in names for o in op.outputs):
+            buffers.update(graph.tensors[i].buffer for i in op.inputs if i >= 0)
+    return int(sum(len(model.buffers[b].data) for b in buffers
+                   if b < len(model.buffers) and model.buffers[b].data is not None))
+
+
+def front_end_inputs(model_content: bytes, front_end_name: str = "mfcc") -> list[str]:
+    """Signature names of the inputs the front end reads: the audio packet and, in an
+    external-state streaming model, the audio ring buffer's state."""
+    indices = _front_end_region(model_content, front_end_name)[1]
+    inputs, _ = signature_details(make_interpreter(model_content))
+    return [name for name, details in inputs.items() if details["index"] in indices]
+
+
+def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[str], set[int]]:
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    graph = model.subgraphs[0]
+    names = [t.name.decode() for t in graph.tensors]
+    pattern = _scope_pattern(front_end_name)
+    scoped = [any(pattern.search(part) for part in names[o].split(";"))
+              for o in range(len(names))]
+    operators = [(list(op.inputs), list(op.outputs)) for op in graph.operators]
+    producer = {out: i for i, (_, outs) in enumerate(operators) for out in outs}
+    consumers = defaultdict(list)
+    for i, (ins, _) in enumerate(operators):
+        for t in ins:
+            if t >= 0:
+                consumers[t].append(i)
+
+    seed_ops = {i for i, (_, outs) in enumerate(operators) if any(scoped[o] for o in outs)}
+    if not seed_ops:
+        raise ExportError(f"no TFLite op belongs to the front end {front_end_name!r}: cannot "
+                          "keep it float (was the layer renamed by the converter?)")
+    graph_outputs = set(graph.outputs)
+    boundary = {o for i in seed_ops for o in operators[i][1]
+                if o in graph_outputs or any(c not in seed_ops for c in consumers[o])}
+
+    # Graph inputs the front end reads (walking back from its ops).
+    audio_inputs, stack, seen = set(), list(seed_ops), set()
+    graph_inputs = set(graph.inputs)
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for t in operators[i][0]:
+            if t in graph_inputs:
+                audio_inputs.add(t)
+            elif t in producer:
+                stack.append(producer[t])
+
+    # Everything computed from those inputs up to the front end's outputs.
+    region, frontier = set(), list(audio_inputs)
+    while frontier:
+        t = frontier.pop()
+        for i in consumers[t]:
+            if i in region:
+                continue
+            region.add(i)
+            frontier.extend(o for o in operators[i][1] if o not in boundary)
+    region |= seed_ops
+    return {names[o] for i in region for o in operators[i][1]}, audio_inputs
+
+
+def check_front_end_float(model_content: bytes, front_end_names: set[str], what: str) -> None:
+    """Raises ExportError if any front-end op of a quantized model reads or writes int8/int16."""
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    graph = model.subgraphs[0]
+    quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16}
+    bad = set()
+    for op in graph.operators:
+        outputs = [graph.tensors[o] for o in op.outputs]
+        if not any(t.name.decode() in front_end_names for t in outputs):
+            continue
+        for t in [graph.tensors[i] for i in op.inputs if i >= 0] + outputs:
+            if t.type in quantized:
+                bad.add(t.name.decode())
+    if bad:
+        raise ExportError(f"{what}: the front end was quantized ({sorted(bad)[:5]}); "
+                          "it must stay float to keep the MFCCs accurate")
+
+
+def batch_one_signature(model, names: Mapping[str, str] | None = None) -> list:
+    """An export signature of ``model``'s inputs with batch size 1 (``names`` renames inputs).
+
+    ``model.export`` relaxes the batch dimension to None, and a graph with an unknown batch
+    computes shapes at run time (SHAPE, GATHER, REDUCE_PROD, PACK ahead of the RESHAPEs of Dense
+    on [batch, time, channels] and of Flatten), ops TensorFlow Lite Micro does not have. With
+    batch 1 every shape is a constant; the numbers are the same."""
+    import keras
+
+    names = dict(names or {})
+    specs = [keras.InputSpec(shape=(1,) + tuple(x.shape[1:]), dtype=x.dtype,
+                             name=names.get(tensor_name(x), tensor_name(x)))
+             for x in model.inputs]
+    return [specs[0] if len(specs) == 1 else specs]
+
+
+def _converter(model, saved_model_dir: Path, input_signature: list | None = None):
+    import tensorflow as tf
+
+    # model.export + from_saved_model: quiet (verbose=False), and the path that keeps resource
+    # variables for internal-state streaming.
+    model.export(str(saved_model_dir), format="tf_saved_model", verbose=False,
+                 input_signature=input_signature)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+def convert_model(model, what: str, configure: Callable | None = None,
+             quantize: Callable | None = None, input_signature: list | None = None) -> bytes:
+    """Converts ``model``; ``configure(converter)`` sets options; ``quantize(converter)``, if
+    given, returns the model bytes instead of ``converter.convert()``; ``input_signature``
+    (e.g. ``batch_one_signature(model)``) replaces ``model.export``'s batch-None signature."""
+    with tempfile.TemporaryDirectory(prefix="kwsnb_export_") as tmp:
+        try:
+            with quiet_converter():
+                converter = _converter(model, Path(tmp) / "saved_model", input_signature)
+                if configure:
+                    configure(converter)
+                content = quantize(converter) if quantize else converter.convert()
+        except Exception as error:  # ConverterError and friends: explain, don't dump MLIR
+            raise ExportError(f"converting {what} failed: {converter_message(error)}") from error
+    check_builtin_ops(content, what)
+    return content
+
+
+@contextlib.contextmanager
+def quiet_converter():
+    """Hides the converter's chatter: hundreds of C++ log lines, calibration prints and
+    deprecation warnings per model. Failures still surface as exceptions with the converter's
+    message (see converter_message)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        # In Jupyter, sys.stdout/stderr are the kernel's streams, not file descriptors 1 and 2,
+        # and TensorFlow's Python logger ("Assets written to ...") writes through them.
+        tf_logger = logging.getLogger("tensorflow")
+        level = tf_logger.level
+        tf_logger.setLevel(logging.ERROR)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            tf_logger.setLevel(level)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def converter_message(error: Exception) -> str:
+    text = str(error)
+    unsupported = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+    if unsupported:
+        return (f"TensorFlow ops {unsupported} have no builtin TFLite kernel (kwsnb exports "
+                "builtin ops only; use layers that convert, see docs)")
+    lines = [line for line in text.splitlines() if "error" in line.lower()]
+    return (lines[0] if lines else text.splitlines()[0] if text else repr(error))[:500]
+
+
+def convert_float(model, what: str = "float model") -> bytes:
+    """Float32 TFLite model of any Keras model (non-stream or external-state streaming)."""
+    return convert_model(model, what)
+
+
+def stream_state_pairs(stream_model) -> list[tuple[str, str]]:
+    """(state input, new-state output) signature names of an external-state streaming model.
+
+    kwsnb models (``kwsnb.layers.ModelBuilder``) return a dict ``{"logits": ..., "<layer>_state":
+    new state, ...}`` keyed by the state inputs' names, which TFLite signatures keep. A model
+    returning a list pairs ``inputs[1:]`` with ``outputs[1:]`` in order (``output_<k>``).
+    """
+    inputs = list(stream_model.inputs)
+    states = inputs[1:]
+    structure = stream_model.output
+    if not states:
+        raise ExportError(f"{stream_model.name!r} is not an external-state streaming model: it has "
+                          "one input (expected the packet and one input per state)")
+    if isinstance(structure, dict):
+        outputs = {name: structure.get(name) for name in map(tensor_name, states)}
+        missing = [name for name, tensor in outputs.items() if tensor is None]
+        if missing:
+            raise ExportError(f"{stream_model.name!r}: no output for state input(s) {missing} "
+                              f"(outputs: {sorted(structure)})")
+        pairs = [(name, name) for name in outputs]
+        new_states = list(outputs.values())
+    else:
+        new_states = list(stream_model.outputs)[1:]
+        if len(new_states) != len(states):
+            raise ExportError(f"{stream_model.name!r}: {len(states)} state inputs but "
+                              f"{len(new_states)} state outputs")
+        pairs = [(tensor_name(state), f"output_{k}") for k, state in enumerate(states, start=1)]
+    for (name, _), state, new_state in zip(pairs, states, new_states):
+        if tuple(state.shape) != tuple(new_state.shape):
+            raise ExportError(f"{stream_model.name!r}: state {name!r} goes in with shape "
+                              f"{tuple(state.shape)} and comes out with {tuple(new_state.shape)}")
+    return pairs
+
+
+def stream_logits_output(stream_model) -> str:
+    """Signature name of an external-state model's logits output."""
+    from kwsnb.layers import LOGITS
+
+    structure = stream_model.output
+    if isinstance(structure, dict):
+        if LOGITS not in structure:
+            raise ExportError(f"{stream_model.name!r} has no {LOGITS!r} output "
+                              f"(outputs: {sorted(structure)})")
+        return LOGITS
+    return "output_0"
+
+
+def tensor_name(tensor) -> str:
+    return tensor.name.split(":")[0]
+
+
+def external_state_inputs(float_content: bytes, pairs: Sequence[tuple[str, str]],
+                          audio: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Runs the float external-state model over every packet of each clip (states zeroed per
+    clip) and returns the input dicts it saw: representative data with realistic states."""
+    interpreter = make_interpreter(float_content)
+    interpreter.allocate_tensors()
+    inputs, outputs = signature_details(interpreter)
+    packet_name = next(n for n in inputs if n not in dict(pairs))
+    packet_samples = int(inputs[packet_name]["shape"][-1])
+    samples = []
+    for clip in stream_packets(audio, packet_samples):
+        states = {name: np.zeros(inputs[name]["shape"], np.float32) for name, _ in pairs}
+        for packet in clip:
+            feed = {packet_name: packet[np.newaxis].astype(np.float32), **states}
+            samples.append(feed)
+            for name, value in feed.items():
+                interpreter.set_tensor(inputs[name]["index"], value)
+            interpreter.invoke()
+            states = {name: interpreter.get_tensor(outputs[out]["index"]) for name, out in pairs}
+    return samples
+
+
+def predict_batches(model, inputs: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    """``model``'s outputs for ``inputs``, batch by batch, eagerly: ``model.predict`` would
+    trace a new function per model, and TensorFlow warns about retracing after a few."""
+    outputs = [np.asarray(model(inputs[start:start + batch_size], training=False))
+               for start in range(0, len(inputs), batch_size)]
+    return np.concatenate(outputs)
+
+
+def representative_subset(audio: np.ndarray, count: int = REPRESENTATIVE_CLIPS,
+                          seed: int = 0) -> np.ndarray:
+    """``count`` clips drawn at random (reproducibly) from ``audio``."""
+    audio = as_audio(audio)
+    if len(audio) <= count:
+        return audio
+    return audio[np.sort(np.random.default_rng(seed).choice(len(audio), count, replace=False))]

@@ -1,0 +1,553 @@
+"""One int8 quantization per trained model, shared by every int8 format.
+
+Post-training int8 calibrates each graph on its own: the non-stream model sees whole clips, the
+external-state streaming model one packet per call (and ring buffers that start empty). The
+same weights then get different activation scales in the two graphs, and int8 stream
+predictions disagree with int8 non-stream ones on a few percent of clips although the float
+models agree on all of them (kwsnb issue 11).
+
+Here the quantization parameters are decided once, on the non-stream model, and forced into the
+other graphs before they are quantized:
+
+1. ``calibrate``: the converter's calibration alone (``_experimental_calibrate_only``, what
+   ``tf.lite.experimental.QuantizationDebugger`` runs first) gives a float flatbuffer whose
+   tensors carry the min/max seen on the representative data.
+2. ``tensor_ranges``: those ranges keyed by the *Keras layer scope* of each tensor (the TFLite
+   tensor name without its model scope, e.g. ``svdf_0_1/dense1_1/Tensordot/MatMul1``). Every
+   mode builds the same layers with the same names (``kwsnb.layers.ModelBuilder``), so a key
+   names the same computation in every graph.
+3. ``force_ranges``: a calibrated streaming (or features-in) graph gets the non-stream ranges
+   for every tensor whose key the non-stream graph has. Tensors only a streaming graph has are
+   the ring buffers: the state inputs, the concatenation of state and new step, the slices that
+   make the new state and the strided (dilated) window. They hold past values of the step they
+   buffer, so they get that step's range (propagated through the ops that move values without
+   changing them). Graph outputs (``StatefulPartitionedCall:k``) are keyed by the op that writes
+   them and its input's key.
+   A concatenation of branches (inception) keeps the reference range of the joined tensor.
+4. ``quantize_calibrated``: ``mlir_quantize``, as the debugger calls it, with the front end
+   denylisted (it stays float in every format, see ``kwsnb.export``).
+5. ``repair_float_islands``: in streaming graphs ``mlir_quantize`` (TF 2.21) leaves float some
+   ops that read a tensor also feeding a ring buffer (tc_resnet's strided 1x1 shortcut
+   convolutions, xception's shortcut Dense layers): DEQUANTIZE, float kernel with float
+   weights, QUANTIZE. Those ops are made int8 with the non-stream op's int8 weights, bias and
+   output scale (a flatbuffer edit). Reproduced on a three-layer model; a slice between the
+   tensor and the ring buffer fixes the toy but not the real models, hence the repair.
+
+Weights are quantized from the same float values with the same per-channel scheme in every
+graph, and biases from input scale x weight scale, so equal activation ranges make equal int8
+weights and biases; a stream then computes, call by call, the integers the non-stream graph
+computes for the same window. Measured on SC-lite-9 test clips (primed streams): identical int8
+logits, stream vs non-stream, on every clip for all seven streaming architectures (svdf,
+tc_resnet, svdf_resnet on all 1,625 clips; the others on 500), where separate calibrations
+agreed on 96.4-99.1% of predictions (the committed reports). Features-in int8 shares the
+ranges and the input scale; fed MFCCs computed by Keras and quantized in numpy (not the TFLite
+front end's exact floats), it predicts as int8 does on every clip, with identical logits on 98%.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from kwsnb import convert, runtime, streaming
+from kwsnb.runtime import ExportError
+
+# Ops that move values without changing them: their outputs share their input's range (the
+# MLIR quantizer gives them the same scale anyway).
+PASSTHROUGH_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE", "STRIDED_SLICE", "SLICE", "CONCATENATION",
+                   "GATHER", "TRANSPOSE", "PAD", "PADV2"}
+# Ops that only reshape: int8 in, the same parameters out.
+RESHAPING_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE"}
+# Stream calibration only builds the statistics fields; their values are replaced.
+STREAM_CALIBRATION_CLIPS = 2
+
+
+Range = tuple[float, float]
+
+
+@dataclass
+class Ranges:
+    """Activation ranges of one calibrated graph, keyed by layer scope (see module docstring)."""
+
+    by_key: dict[str, Range]
+    # Keys of single name parts (fused ops join several names with ';'), for partial matches.
+    by_part: dict[str, Range] = field(default_factory=dict)
+
+    def get(self, key: str) -> Range | None:
+        if key in self.by_key:
+            return self.by_key[key]
+        for part in key.split(";"):
+            if part in self.by_part:
+                return self.by_part[part]
+        return None
+
+
+@dataclass
+class ForceReport:
+    """What ``force_ranges`` did: tensors given the reference range, propagated, left alone."""
+
+    matched: list[str] = field(default_factory=list)
+    propagated: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration and quantization
+# ---------------------------------------------------------------------------------------------
+
+def calibrate(model, representative: Callable, what: str, input_signature: list | None = None) -> bytes:
+    """Float TFLite model of ``model`` with calibration statistics (min/max per tensor);
+    ``input_signature`` as for ``kwsnb.convert.convert_model`` (batch 1 for microcontrollers)."""
+    import tensorflow as tf
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True  # noqa: SLF001 - as the debugger does
+
+    return convert.convert_model(model, what, configure, input_signature=input_signature)
+
+
+def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
+                        fully_quantize: bool = False, io_int8: bool = False,
+                        what: str = "int8 model") -> bytes:
+    """Int8 model from a calibrated one (per-channel weights, as the converter's default)."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    io_type = tf.int8 if io_int8 else tf.float32
+    try:
+        with convert.quiet_converter():
+            content = tflite_convert.mlir_quantize(
+                calibrated, fully_quantize=fully_quantize, input_data_type=io_type,
+                output_data_type=io_type, denylisted_nodes=sorted(denylisted_nodes) or None)
+    except Exception as error:  # noqa: BLE001 - explained, as kwsnb.export does
+        raise ExportError(f"quantizing {what} failed: {convert.converter_message(error)}") \
+            from error
+    runtime.check_builtin_ops(content, what)
+    return content
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges by layer scope
+# ---------------------------------------------------------------------------------------------
+
+def _part_key(part: str) -> str:
+    # "<model>_1/<layer>_1/<op>" -> "<layer>_1/<op>": drop the model's scope, keep the layers'.
+    return part.split("/", 1)[1] if "/" in part else part
+
+
+def _graph(content: bytes):
+    schema = runtime.tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    return model, model.subgraphs[0]
+
+
+def _opcode(model, op) -> str:
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return runtime.opcode_names().get(builtin, f"BUILTIN_{builtin}")
+
+
+def _is_constant(model, tensor) -> bool:
+    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
+
+
+def tensor_keys(content: bytes) -> list[str | None]:
+    """Key of each tensor of the main subgraph (None for constants).
+
+    Scoped names map to their layer scope; graph-level names (``StatefulPartitionedCall:k``,
+    ``serving_default_audio:0``) are keyed by their producer: ``<OP>(<first input's key>)``, or
+    ``input`` for graph inputs (which streaming graphs pair by propagation).
+    """
+    model, graph = _graph(content)
+    keys: list[str | None] = [None] * len(graph.tensors)
+    for op in graph.operators:
+        name_of = graph.tensors
+        for o in op.outputs:
+            name = name_of[o].name.decode()
+            if ":" not in name and "/" in name:
+                keys[o] = ";".join(_part_key(p) for p in name.split(";"))
+        for o in op.outputs:
+            if keys[o] is None:
+                first = next((i for i in op.inputs if i >= 0 and keys[i] is not None), None)
+                keys[o] = f"{_opcode(model, op)}({keys[first] if first is not None else ''})"
+    return keys
+
+
+def _range(tensor) -> Range | None:
+    q = tensor.quantization
+    if q is None or q.min is None or q.max is None or len(q.min) != 1:
+        return None
+    return float(q.min[0]), float(q.max[0])
+
+
+def tensor_ranges(calibrated: bytes) -> Ranges:
+    """The calibration ranges of a calibrated model, by key (see ``tensor_keys``)."""
+    _, graph = _graph(calibrated)
+    by_key, by_part, part_count = {}, {}, defaultdict(int)
+    for tensor, key in zip(graph.tensors, tensor_keys(calibrated)):
+        value = _range(tensor)
+        if key is None or value is None:
+            continue
+        by_key[key] = value
+        for part in key.split(";"):
+            part_count[part] += 1
+            by_part[part] = value
+    # A part shared by several fused tensors is ambiguous: only full keys match it.
+    return Ranges(by_key, {p: v for p, v in by_part.items() if part_count[p] == 1})
+
+
+def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceReport]:
+    """``calibrated`` with every activation range taken from ``reference`` where the tensor's
+    key is known, and ring-buffer tensors given the range of the step they buffer."""
+    import flatbuffers
+
+    model, graph = _graph(calibrated)
+    keys = tensor_keys(calibrated)
+    report = ForceReport()
+    graph_inputs = set(graph.inputs)
+    values: dict[int, Range] = {}
+
+    def set_range(index: int, value: Range) -> None:
+        values[index] = value
+        q = graph.tensors[index].quantization
+        q.min = np.array([value[0]], np.float32)
+        q.max = np.array([value[1]], np.float32)
+
+    for op in graph.operators:
+        name = _opcode(model, op)
+        activations = [i for i in op.inputs if i >= 0 and _range(graph.tensors[i]) is not None
+                       and not _is_constant(model, graph.tensors[i])]
+        for o in op.outputs:
+            tensor = graph.tensors[o]
+            if _range(tensor) is None:
+                continue
+            label = tensor.name.decode()
+            computed = [i for i in activations if i not in graph_inputs and i in values]
+            if name == "CONCATENATION" and len(computed) > 1:
+                # Branches joined (inception): the reference's range of the joined tensor, or
+                # the union of the branches'.
+                value = reference.get(keys[o]) if keys[o] is not None else None
+                if value is None:
+                    value = (min(values[i][0] for i in computed),
+                             max(values[i][1] for i in computed))
+                    report.unmatched.append(label)
+                else:
+                    report.matched.append(label)
+                set_range(o, value)
+                continue
+            if name in PASSTHROUGH_OPS and activations:
+                # The step being buffered: a computed input (not a graph input, i.e. a state).
+                source = computed[0] if computed else next(
+                    (i for i in activations if i in values), None)
+                if source is not None:
+                    set_range(o, values[source])
+                    for i in activations:  # state inputs share the buffer's range
+                        if i in graph_inputs:
+                            set_range(i, values[source])
+                    report.propagated.append(label)
+                    continue
+            value = reference.get(keys[o]) if keys[o] is not None else None
+            if value is not None:
+                set_range(o, value)
+                if name in PASSTHROUGH_OPS:  # e.g. a features-in model's input
+                    for i in activations:
+                        if i in graph_inputs:
+                            set_range(i, value)
+                report.matched.append(label)
+            else:
+                values[o] = _range(tensor)
+                report.unmatched.append(label)
+    builder = flatbuffers.Builder(len(calibrated) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=runtime.TFLITE_IDENTIFIER)
+    return bytes(builder.Output()), report
+
+
+# ---------------------------------------------------------------------------------------------
+# Float islands: ops the quantizer left float in one graph but not in the reference
+# ---------------------------------------------------------------------------------------------
+
+def float_body_ops(content: bytes, front_end: Iterable[str] = ()) -> list[str]:
+    """``OP:output name`` of every op outside ``front_end`` writing a float tensor, except
+    DEQUANTIZE (float outputs and states) and shape arithmetic."""
+    model, graph = _graph(content)
+    front_end = set(front_end)
+    schema = runtime.tflite_schema()
+    found = []
+    for op in graph.operators:
+        name = _opcode(model, op)
+        outputs = [graph.tensors[o] for o in op.outputs]
+        if name == "DEQUANTIZE" or any(t.name.decode() in front_end for t in outputs):
+            continue
+        if any(t.type == schema.TensorType.FLOAT32 for t in outputs):
+            found.append(f"{name}:{outputs[0].name.decode()}")
+    return found
+
+
+def repair_float_islands(content: bytes, reference: bytes,
+                         front_end: Iterable[str] = ()) -> tuple[bytes, list[str]]:
+    """Makes int8 the body ops ``mlir_quantize`` left float in ``content`` (a DEQUANTIZE, a
+    float kernel with float weights, a QUANTIZE) when the same op (same key, same operator) is
+    int8 in ``reference``: the op reads the int8 tensor, takes the reference op's int8
+    weights and bias and writes its output with the reference's scale.
+
+    The quantizer (TF 2.21) does this to some streaming graphs: a residual shortcut reading a
+    tensor that also feeds a ring buffer (tc_resnet's strided 1x1 shortcut convolutions,
+    xception's shortcut Dense layers) stays float, so it rounds differently from the
+    non-stream model. Returns the model and the repaired ops.
+    """
+    import flatbuffers
+
+    schema = runtime.tflite_schema()
+    INT8, FLOAT32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
+    model, graph = _graph(content)
+    ref_model, ref_graph = _graph(reference)
+    keys, ref_keys = tensor_keys(content), tensor_keys(reference)
+    ref_ops = {}
+    for op in ref_graph.operators:
+        for o in op.outputs:
+            if ref_keys[o] is not None:
+                ref_ops[(ref_keys[o], _opcode(ref_model, op))] = op
+                ref_ops.setdefault((ref_keys[o].split(";")[0], _opcode(ref_model, op)), op)
+    front_end = set(front_end)
+    producer = {o: op for op in graph.operators for o in op.outputs}
+    # An op code (builtin, version) already used by an int8 op, for each builtin.
+    int8_codes = {}
+    for op in graph.operators:
+        if op.outputs and graph.tensors[op.outputs[0]].type == INT8:
+            int8_codes.setdefault(_opcode(model, op), op.opcodeIndex)
+
+    def copy_quantization(tensor, source):
+        q = schema.QuantizationParametersT()
+        sq = source.quantization
+        q.scale = None if sq is None or sq.scale is None else np.array(sq.scale)
+        q.zeroPoint = None if sq is None or sq.zeroPoint is None else np.array(sq.zeroPoint)
+        q.quantizedDimension = 0 if sq is None else sq.quantizedDimension
+        tensor.quantization = q
+
+    def add_constant(source):
+        buffer = schema.BufferT()
+        data = ref_model.buffers[source.buffer].data
+        buffer.data = np.array(data, dtype=np.uint8)
+        model.buffers.append(buffer)
+        tensor = schema.TensorT()
+        tensor.name, tensor.type = source.name, source.type
+        tensor.shape = np.array(source.shape, dtype=np.int32)
+        tensor.buffer = len(model.buffers) - 1
+        copy_quantization(tensor, source)
+        graph.tensors.append(tensor)
+        return len(graph.tensors) - 1
+
+    repaired = []
+    changed = True
+    while changed:
+        changed = False
+        for op in graph.operators:
+            name = _opcode(model, op)
+            if name in ("QUANTIZE", "DEQUANTIZE") or len(op.outputs) != 1:
+                continue
+            out = graph.tensors[op.outputs[0]]
+            if out.type != FLOAT32 or out.name.decode() in front_end:
+                continue
+            key = keys[op.outputs[0]] or ""
+            ref_op = ref_ops.get((key, name)) or ref_ops.get((key.split(";")[0], name))
+            if ref_op is None and name in RESHAPING_OPS:
+                ref_op = op  # moves values: int8 in, the same parameters out
+            if ref_op is None or len(ref_op.inputs) != len(op.inputs):
+                continue
+            if ref_op is op:
+                data = op.inputs[0]
+                source = producer.get(data)
+                if graph.tensors[data].type == INT8:
+                    ref_out = graph.tensors[data]
+                elif source is not None and _opcode(model, source) == "DEQUANTIZE" \
+                        and graph.tensors[source.inputs[0]].type == INT8:
+                    ref_out = graph.tensors[source.inputs[0]]
+                else:
+                    continue
+            else:
+                ref_out = ref_graph.tensors[ref_op.outputs[0]]
+            if ref_out.type != INT8:
+                continue
+            inputs, ok = [], True
+            for i, r in zip(op.inputs, ref_op.inputs):
+                if i < 0:
+                    inputs.append(i)
+                    continue
+                tensor = graph.tensors[i]
+                source = producer.get(i)
+                if _is_constant(model, tensor):
+                    if tensor.type == FLOAT32 and ref_op is op:
+                        ok = False
+                        break
+                    if tensor.type == FLOAT32:
+                        inputs.append(add_constant(ref_graph.tensors[r]))
+                    else:
+                        inputs.append(i)
+                elif tensor.type == INT8:
+                    inputs.append(i)
+                elif source is not None and _opcode(model, source) == "DEQUANTIZE" \
+                        and graph.tensors[source.inputs[0]].type == INT8:
+                    inputs.append(source.inputs[0])
+                else:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            op.inputs = np.array(inputs, dtype=np.int32)
+            out.type = INT8
+            copy_quantization(out, ref_out)
+            op.opcodeIndex = int8_codes.get(name, op.opcodeIndex)
+            repaired.append(f"{name}:{out.name.decode()}")
+            changed = True
+    if not repaired:
+        return content, []
+    # A QUANTIZE after a repaired op with the same parameters is now a no-op: bypass it.
+    consumers = defaultdict(list)
+    for op in graph.operators:
+        for i in op.inputs:
+            consumers[i].append(op)
+    dead = set()
+    for op in graph.operators:
+        if _opcode(model, op) != "QUANTIZE":
+            continue
+        src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        same = (src.type == INT8 and dst.type == INT8 and src.quantization is not None
+                and dst.quantization is not None
+                and np.array_equal(src.quantization.scale, dst.quantization.scale)
+                and np.array_equal(src.quantization.zeroPoint, dst.quantization.zeroPoint))
+        if same and op.outputs[0] not in set(graph.outputs):
+            for user in consumers[op.outputs[0]]:
+                user.inputs = np.array([op.inputs[0] if i == op.outputs[0] else i
+                                        for i in user.inputs], dtype=np.int32)
+            dead.add(id(op))
+    # Ops whose outputs nobody reads any more (DEQUANTIZE before a repaired op, the bypassed
+    # QUANTIZE), repeatedly.
+    while True:
+        used = {i for op in graph.operators if id(op) not in dead for i in op.inputs}
+        used |= set(graph.outputs)
+        newly = {id(op) for op in graph.operators if id(op) not in dead
+                 and not any(o in used for o in op.outputs)}
+        if not newly:
+            break
+        dead |= newly
+    graph.operators = [op for op in graph.operators if id(op) not in dead]
+    # Every float op must still read float tensors (a reshape made int8 whose float consumer
+    # could not be repaired would break the model): otherwise give up, keep the model as is.
+    for op in graph.operators:
+        if _opcode(model, op) in ("QUANTIZE", "DEQUANTIZE") or not op.outputs:
+            continue
+        if graph.tensors[op.outputs[0]].type != FLOAT32:
+            continue
+        if any(i >= 0 and graph.tensors[i].type == INT8 for i in op.inputs):
+            return content, []
+    builder = flatbuffers.Builder(len(content) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=runtime.TFLITE_IDENTIFIER)
+    return bytes(builder.Output()), repaired
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared quantization and the three int8 formats
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class SharedQuantization:
+    """Ranges decided once on the non-stream model; ``*_int8`` methods quantize each format
+    with them. ``calibrated`` is the non-stream model's calibrated flatbuffer."""
+
+    calibrated: bytes
+    ranges: Ranges
+    reports: dict[str, ForceReport] = field(default_factory=dict)
+    repaired: dict[str, list[str]] = field(default_factory=dict)
+    _non_stream: bytes | None = None
+
+    def non_stream_content(self) -> bytes:
+        """The non-stream int8 body (no denylist: only its int8 ops are looked up)."""
+        if self._non_stream is None:
+            self._non_stream = quantize_calibrated(self.calibrated, what="int8 model")
+        return self._non_stream
+
+    @classmethod
+    def from_model(cls, model, representative_audio: np.ndarray) -> "SharedQuantization":
+        """Calibrates the non-stream ``model`` on ``representative_audio`` [clips, samples]."""
+        audio = runtime.as_audio(representative_audio)
+
+        def representative():
+            for clip in audio:
+                yield [clip[np.newaxis]]
+
+        # Batch 1, as the features-in model (static shapes for microcontrollers): both graphs
+        # then have the same ops, so every tensor finds its range by name.
+        calibrated = calibrate(model, representative, "int8 calibration",
+                               convert.batch_one_signature(model))
+        return cls(calibrated, tensor_ranges(calibrated))
+
+    def non_stream_int8(self, model, float_content: bytes | None = None) -> bytes:
+        """Int8 body, float front end, float audio in and logits out (``tflite_int8``)."""
+        # The front end's tensors as named in the calibrated (batch-1) graph itself.
+        front_end = convert.front_end_tensor_names(self.calibrated,
+                                                   streaming.front_end_layer(model).name)
+        content = quantize_calibrated(self.calibrated, front_end, what="int8 model")
+        convert.check_front_end_float(content, front_end, "int8 model")
+        self._non_stream = content
+        return content
+
+    def stream_external_int8(self, stream_model, float_content: bytes | None = None,
+                             audio: np.ndarray | None = None) -> bytes:
+        """``tflite_stream_external_int8`` with the non-stream ranges (states included)."""
+        pairs = convert.stream_state_pairs(stream_model)
+        float_content = float_content or convert.convert_float(
+            stream_model, "external-state float model")
+        if audio is None:  # any audio: calibration only creates the statistics fields
+            audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 16000)).astype(np.float32)
+        samples = convert.external_state_inputs(
+            float_content, pairs, runtime.as_audio(audio)[:STREAM_CALIBRATION_CLIPS])
+        calibrated = calibrate(stream_model, lambda: iter(samples),
+                               "external-state int8 calibration")
+        forced, report = force_ranges(calibrated, self.ranges)
+        self.reports["tflite_stream_external_int8"] = report
+        front_end = convert.front_end_tensor_names(
+            float_content, streaming.front_end_layer(stream_model).name)
+        content = quantize_calibrated(forced, front_end, what="external-state int8 model")
+        content, self.repaired["tflite_stream_external_int8"] = repair_float_islands(
+            content, self.non_stream_content(), front_end)
+        runtime.check_builtin_ops(content, "external-state int8 model")
+        convert.check_front_end_float(content, front_end, "external-state int8 model")
+        return content
+
+    def features_int8(self, model, audio: np.ndarray) -> bytes:
+        """``tflite_features_int8`` (int8 MFCCs in, int8 logits out) with the non-stream
+        ranges: the input scale is the one the int8 model quantizes its MFCCs with."""
+        front_end, body = streaming.split_front_end(model)
+        # Every clip: a tensor without a counterpart in the full graph (a first layer the
+        # converter fused with the front end's normalization there) keeps its own range.
+        features = convert.predict_batches(front_end, runtime.as_audio(audio))
+
+        def representative():
+            for feature in features:
+                yield [feature[np.newaxis]]
+
+        # Batch 1: static shapes throughout, so TensorFlow Lite Micro can run it (kwsnb.micro).
+        signature = convert.batch_one_signature(
+            body, {convert.tensor_name(body.inputs[0]): convert.FEATURES_INPUT})
+        calibrated = calibrate(body, representative, "features-in int8 calibration", signature)
+        forced, report = force_ranges(calibrated, self.ranges)
+        self.reports["tflite_features_int8"] = report
+        return quantize_calibrated(forced, fully_quantize=True, io_int8=True,
+                                   what="features-in int8 model")
+
+
+def convert_all_int8(model, stream_model, representative_audio: np.ndarray,
+                     float_content: bytes | None = None,
+                     stream_float_content: bytes | None = None) -> dict[str, bytes]:
+    """The three int8 formats of one model, quantized once (see the module docstring)."""
+    shared = SharedQuantization.from_model(model, representative_audio)
+    return {"tflite_int8": shared.non_stream_int8(model, float_content),
+            "tflite_features_int8": shared.features_int8(model, representative_audio),
+            "tflite_stream_external_int8": shared.stream_external_int8(
+                stream_model, stream_float_content, representative_audio)}
