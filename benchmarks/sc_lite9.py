@@ -13,6 +13,7 @@ Resumable: an architecture whose test report exists is not trained again (a kill
 from its last backup). Run::
 
     python benchmarks/sc_lite9.py [--models svdf,tc_resnet] [--data_root ../shared/data]
+    python benchmarks/sc_lite9.py --reexport     # same weights, every format exported again
 """
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kwsnb import models, seed  # noqa: E402
+from kwsnb import evaluate, models, seed  # noqa: E402
 from kwsnb import pipeline  # noqa: E402
 from kwsnb import train as training  # noqa: E402
+from kwsnb.runtime import ExportError  # noqa: E402
 
 WANTED_WORDS = "yes,no,up,down,left,right,stop"
 EXCLUDE = "go,on,off"
@@ -54,9 +56,20 @@ RECIPE = [
 
 
 def report_name(test_dir: Path) -> str:
-    from kwsnb import evaluate
-
     return evaluate.report_paths(Path("."), test_dir)[0].name
+
+
+def reexport_architecture(name: str, data_root: Path, models_dir: Path) -> dict:
+    """Exports every format of a trained architecture again (after a change in export) and
+    rewrites both reports; the weights stay as they are."""
+    train_dir = models_dir / name
+    started = time.monotonic()
+    evaluate.evaluate_train_dir(train_dir, reexport=True, stream_clips=None, progress=False)
+    report = evaluate.evaluate_train_dir(train_dir, test_dir=data_root / TEST_FOLDER,
+                                         exclude=EXCLUDE.split(","), stream_clips=None,
+                                         progress=False)
+    print(f"{name}: re-exported and evaluated in {time.monotonic() - started:.0f} s", flush=True)
+    return report
 
 
 def train_architecture(name: str, data_root: Path, models_dir: Path, steps: str,
@@ -237,6 +250,9 @@ def main(argv=None) -> int:
     parser.add_argument("--models_dir", type=Path, default=REPO / "models")
     parser.add_argument("--steps", default=STEPS)
     parser.add_argument("--learning_rates", default=LEARNING_RATES)
+    parser.add_argument("--reexport", action="store_true",
+                        help="keep the trained weights; export every format again and rewrite "
+                             "the reports (after a change in export or quantization)")
     args = parser.parse_args(argv)
     # Paths relative to the repository go into flags.json, so the committed models/ folders
     # still find their data on another machine with ../shared beside the checkout.
@@ -250,9 +266,12 @@ def main(argv=None) -> int:
         return 2
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         try:
-            train_architecture(name, args.data_root, args.models_dir, args.steps,
-                               args.learning_rates)
-        except training.TrainError as error:
+            if args.reexport:
+                reexport_architecture(name, args.data_root, args.models_dir)
+            else:
+                train_architecture(name, args.data_root, args.models_dir, args.steps,
+                                   args.learning_rates)
+        except (training.TrainError, evaluate.EvaluationError, ExportError) as error:
             print(f"{name}: error: {error}", file=sys.stderr)
     doc = write_results(args.models_dir, args.data_root / TEST_FOLDER,
                         "python benchmarks/sc_lite9.py", args.steps, args.learning_rates)

@@ -7,10 +7,13 @@ Stages, in the direction data flows (docs/architecture.md):
     kwsnb.models     the eight architectures and ``build(name, **flags)``
     kwsnb.streaming  conversion between training, non-stream and streaming modes
     kwsnb.train      the seed's command lines and training recipe
-    kwsnb.export     TFLite formats and quantization
+    kwsnb.convert    Keras -> TFLite conversion primitives
+    kwsnb.quantize   one int8 calibration shared by every int8 format
+    kwsnb.export     every TFLite format, written to folders
     kwsnb.runtime    reading and running .tflite files with LiteRT
     kwsnb.evaluate   accuracy, size and latency reports
     kwsnb.long_audio, kwsnb.detect   keyword detection over long recordings
+    kwsnb.micro      features-in int8 models for TFLite Micro, as C arrays
     kwsnb.pipeline   train -> export -> evaluate (``python -m kwsnb.train``)
     kwsnb.plots, kwsnb.widgets, kwsnb.notebooks, kwsnb.demo   what notebooks show
 """

@@ -507,12 +507,14 @@ class SharedQuantization:
             audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 16000)).astype(np.float32)
         samples = convert.external_state_inputs(
             float_content, pairs, runtime.as_audio(audio)[:STREAM_CALIBRATION_CLIPS])
+        # Batch 1 like the non-stream calibration: the same ops, so the ranges match by name.
         calibrated = calibrate(stream_model, lambda: iter(samples),
-                               "external-state int8 calibration")
+                               "external-state int8 calibration",
+                               convert.batch_one_signature(stream_model))
         forced, report = force_ranges(calibrated, self.ranges)
         self.reports["tflite_stream_external_int8"] = report
         front_end = convert.front_end_tensor_names(
-            float_content, streaming.front_end_layer(stream_model).name)
+            calibrated, streaming.front_end_layer(stream_model).name)
         content = quantize_calibrated(forced, front_end, what="external-state int8 model")
         content, self.repaired["tflite_stream_external_int8"] = repair_float_islands(
             content, self.non_stream_content(), front_end)
