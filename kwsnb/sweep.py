@@ -9,7 +9,8 @@
 Every combination of the ``--grid`` values (the product; a ``--grid_file`` JSON/YAML mapping of
 name -> list of values, or a list of mappings, one per run, says the same in a file) is one run
 of ``--notebook`` with those parameters and the fixed ``-p`` ones. ``model`` picks the
-architecture's notebook: ``--notebook`` defaults to ``notebooks/{model}.ipynb``, and any
+architecture's notebook: ``--notebook`` defaults to ``notebooks/{model}.ipynb`` (from the
+current directory, else from kwsnb's checkout), and any
 ``{name}`` in it is filled in from the run's parameters (those not also notebook parameters are
 consumed there). Values are read as papermill's ``-p`` reads them (``True``, ``None``, ``60``,
 ``0.5``, else the string); ``--grid name=[...]`` is a JSON list (for values holding commas).
@@ -164,6 +165,18 @@ def run_name(grid: dict[str, Any], parameters: dict[str, Any], notebook: Path) -
     return f"{values}_{digest}" if values else digest
 
 
+def _notebook_path(text: str, cwd: Path) -> Path:
+    """A relative notebook path from ``cwd``, else from kwsnb's checkout (its notebooks/)."""
+    from kwsnb.notebooks import REPO_ROOT
+
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    if not (cwd / path).is_file() and (REPO_ROOT / path).is_file():
+        return REPO_ROOT / path
+    return cwd / path
+
+
 def plan(combos: list[dict[str, Any]], fixed: dict[str, Any], notebook: str, out: Path,
          cwd: Path | None = None) -> list[Run]:
     """The sweep's runs; a SweepError before anything runs when a notebook is missing or a
@@ -178,8 +191,7 @@ def plan(combos: list[dict[str, Any]], fixed: dict[str, Any], notebook: str, out
         if missing:
             raise SweepError(f"--notebook {notebook} needs {', '.join(missing)}: add --grid "
                              f"{missing[0]}=... or -p {missing[0]} ... (e.g. model=svdf)")
-        path = Path(notebook.format(**{f: values[f] for f in fields})).expanduser()
-        path = path if path.is_absolute() else cwd / path
+        path = _notebook_path(notebook.format(**{f: values[f] for f in fields}), cwd)
         if path not in known_cache:
             if not path.is_file():
                 raise SweepError(f"notebook {path} not found"
