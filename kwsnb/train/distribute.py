@@ -21,6 +21,7 @@ resumes with any ``--distribute``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -190,3 +191,44 @@ def dataset_for(dataset, strategy_):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+@contextlib.contextmanager
+def keras_fit_fixes(model, strategy_, dataset):
+    """Works around two faults of Keras 3's ``fit`` under ``MultiWorkerMirroredStrategy``
+    (tensorflow/tensorflow#72388); other strategies are left alone.
+
+    * To learn the input shapes fit takes a batch and averages it across the replicas
+      (``strategy.reduce``), which fails in eager mode ("Attempt to convert a value
+      (PerReplica...)"): the model, loss and metrics are built from the data set's element
+      spec instead and fit's peek is skipped (it would only build what is built).
+    * It averages each step's logs with ``strategy.reduce("MEAN", v, axis=0)``, which fails
+      for scalars ("Invalid reduction dimension 0 for input with 0 dimensions"): inside this
+      context the scalar logs are averaged across workers with ``axis=None``.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy_, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+    from keras.src import tree
+
+    with strategy_.scope():
+        model._symbolic_build(data_batch=dataset.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    original = keras_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and strategy is strategy_:
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None)
+                if isinstance(v, tf.distribute.DistributedValues) or not v.shape.rank else v,
+                values)
+        return original(values, strategy, reduction)
+
+    keras_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield
+    finally:
+        keras_trainer.reduce_per_replica = original

@@ -262,8 +262,10 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     ]
     if done_steps >= stages.total:
         return flags  # already trained
-    model.fit(train_data, epochs=epochs, steps_per_epoch=interval, validation_data=validation_data,
-              callbacks=callbacks, verbose=0, shuffle=False)  # the tf.data pipeline shuffles
+    with distribute.keras_fit_fixes(model, strategy, train_data):  # multiworker only
+        model.fit(train_data, epochs=epochs, steps_per_epoch=interval,
+                  validation_data=validation_data, callbacks=callbacks, verbose=0,
+                  shuffle=False)  # the tf.data pipeline shuffles
     model.save_weights(train_dir / LAST_WEIGHTS)
     if not (train_dir / BEST_WEIGHTS).exists():  # e.g. an empty validation split
         model.save_weights(train_dir / BEST_WEIGHTS)
