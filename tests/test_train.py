@@ -324,3 +324,61 @@ def test_two_mirrored_replicas_train_as_one_device(synthetic_dir, tmp_path):
     saved = json.loads((tmp_path / "two" / training.FLAGS_FILE).read_text())
     assert saved["distribute"] == "mirrored" and saved["replicas"] == 2
     assert (tmp_path / "two" / training.BEST_WEIGHTS).is_file()
+
+
+_WORKER_SCRIPT = """
+import json, sys
+from kwsnb import train as training
+
+flags = training.train(training.parse_command_line(json.loads(sys.argv[1])))
+print(json.dumps({"replicas": flags["replicas"], "chief": training.is_chief(flags)}))
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_and_only_the_chief_writes_the_train_dir(synthetic_dir,
+                                                                            tmp_path):
+    """--distribute multiworker with two local processes (TF_CONFIG on localhost ports)."""
+    train_dir = tmp_path / "run"
+    argv = quick_argv(synthetic_dir, train_dir, steps="20,20", interval=20,
+                      extra=["--distribute", "multiworker"])
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": str(REPO),
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen([sys.executable, "-c", _WORKER_SCRIPT, json.dumps(argv)],
+                                        cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert results == [{"replicas": 2, "chief": True}, {"replicas": 2, "chief": False}]
+    other = train_dir / "workers" / "worker_1"
+    for folder in (train_dir, other):
+        with (folder / training.TRAINING_LOG).open() as f:
+            assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+    chief, _ = training.load_trained_model(train_dir, training.LAST_WEIGHTS)
+    worker, _ = training.load_trained_model(other, training.LAST_WEIGHTS)
+    for a, b in zip(chief.weights, worker.weights):  # one model, kept in sync
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert json.loads((train_dir / training.FLAGS_FILE).read_text())["distribute"] == "multiworker"
