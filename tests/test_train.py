@@ -382,3 +382,34 @@ def test_two_workers_train_one_model_and_only_the_chief_writes_the_train_dir(syn
     for a, b in zip(chief.weights, worker.weights):  # one model, kept in sync
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert json.loads((train_dir / training.FLAGS_FILE).read_text())["distribute"] == "multiworker"
+
+
+@pytest.mark.slow
+def test_a_killed_mirrored_run_resumes_on_one_device(synthetic_dir, tmp_path):
+    """The backup of a run on two replicas holds the same weights and optimizer state: it
+    resumes without --distribute (or with it) and ends at the seed's step count."""
+    train_dir = tmp_path / "run"
+    argv = quick_argv(synthetic_dir, train_dir, steps="40,40", interval=20)
+    mirrored = [*argv[:-1], "--distribute", "mirrored", "--cpu_devices", "2", argv[-1]]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": str(REPO)}
+    child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *mirrored], cwd=REPO, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = train_dir / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            if metadata.is_file() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert not (train_dir / training.LAST_WEIGHTS).exists(), "finished before it was killed"
+    assert json.loads((train_dir / training.FLAGS_FILE).read_text())["replicas"] == 2
+
+    flags = training.train(training.parse_command_line(argv))  # this process: one device
+    assert flags["replicas"] == 1
+    with (train_dir / training.TRAINING_LOG).open() as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert sorted(set(epochs)) == [0, 1, 2, 3] and len(epochs) == len(set(epochs))
+    training.load_trained_model(train_dir, training.LAST_WEIGHTS)
