@@ -1,23 +1,27 @@
 """``--distribute``: training on more than one device with ``tf.distribute``.
 
-=============  ==============================================================================
-``none``       TensorFlow's default: one device (the first GPU when there is one, else the CPU)
-``mirrored``   ``MirroredStrategy`` over every local GPU; without a GPU, over the logical CPUs
-               that ``--cpu_devices N`` (N > 1) splits the CPU into — no speed-up, it is there
-               to test the distributed path on a laptop or in CI
-``tpu``        ``TPUStrategy`` via ``TPUClusterResolver`` (Colab's TPU runtime, a Cloud TPU VM)
-``multiworker``  ``MultiWorkerMirroredStrategy``: several machines, each started with the same
-               command line and its own ``TF_CONFIG`` (cluster and task); the chief (task
-               ``chief``, else ``worker`` 0) writes ``--train_dir`` and evaluates, the other
-               workers keep their (identical) checkpoints in ``--train_dir/workers/<task>``
-=============  ==============================================================================
+* ``none``: TensorFlow's default, one device (the first GPU when there is one, else the CPU).
+* ``mirrored``: ``MirroredStrategy`` over every local GPU; without a GPU, over the logical CPUs
+  that ``--cpu_devices N`` (N > 1) splits the CPU into (no speed-up: it is there to test the
+  distributed path on a laptop or in CI).
+* ``tpu``: ``TPUStrategy`` via ``TPUClusterResolver`` (Colab's TPU runtime, a Cloud TPU VM).
+* ``multiworker``: ``MultiWorkerMirroredStrategy``, several machines, each started with the
+  same command line and its own ``TF_CONFIG`` (cluster and task). The chief (task ``chief``,
+  else ``worker`` 0) writes ``--train_dir`` and evaluates; the other workers keep their
+  (identical) checkpoints in ``--train_dir/workers/<task>``. Keras 3's fit needs two
+  work-arounds there (``keras_fit_fixes``).
 
 What stays the same: ``--batch_size`` is the global batch, split evenly across the replicas
 (each computes its share, gradients are averaged over the whole batch), so a step, the step
 counts and the learning rates mean what they mean on one device. BatchNormalization layers
 compute their batch statistics over the global batch too (``synchronized``), as one device
-would. Checkpoints (best weights, the resumable backup) hold the same weights and a killed run
-resumes with any ``--distribute``.
+would. The training batches are the same ones in the same order (the data set's order does not
+depend on how many iterators read it; see ``kwsnb.data``), so two replicas train as one device
+to float rounding. Checkpoints (best weights, the resumable backup) hold the same weights and a
+killed run resumes with any ``--distribute``.
+
+Tested on CPUs only: mirrored over two logical CPUs (one process) and multiworker with two local
+processes; the GPU and TPU paths are the same Keras calls over other devices.
 """
 from __future__ import annotations
 
