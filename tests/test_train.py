@@ -300,27 +300,38 @@ print(json.dumps(results))
 
 
 @pytest.mark.slow
-def test_two_mirrored_replicas_train_as_one_device(synthetic_dir, tmp_path):
+@pytest.mark.parametrize("model, weights_atol, loss_rtol", [
+    # Measured: 1.3e-7 at most after 40 Adam steps; losses equal to 1e-7.
+    ("svdf", 1e-5, 1e-5),
+    # BatchNormalization: synchronized, val_loss within 1e-4 (unsynchronized: 2%). Its weights
+    # are not compared: biases before a BatchNormalization get a gradient of zero plus rounding
+    # noise, which Adam turns into steps of +-lr.
+    ("tc_resnet", None, 1e-3),
+])
+def test_two_mirrored_replicas_train_as_one_device(synthetic_dir, tmp_path, model, weights_atol,
+                                                   loss_rtol):
     """--batch_size is the global batch: two replicas of 25 clips give the steps of one device
     with 50 (same seed, same batches and augmentation, gradients averaged)."""
-    argv = quick_argv(synthetic_dir, tmp_path / "unused", steps="20,20", interval=20)
+    argv = quick_argv(synthetic_dir, tmp_path / "unused", model=model, steps="20,20",
+                      interval=20)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", _REPLICA_SCRIPT, json.dumps(argv),
                              str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                             timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"one": 1, "two": 2}
-    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    for key in one.files:  # measured: 1.3e-7 at most after 40 Adam steps
-        np.testing.assert_allclose(two[key], one[key], atol=1e-5, err_msg=key)
+    if weights_atol is not None:
+        one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+        for key in one.files:
+            np.testing.assert_allclose(two[key], one[key], atol=weights_atol, err_msg=key)
     logs = {}
     for name in ("one", "two"):
         with (tmp_path / name / training.TRAINING_LOG).open() as f:
             logs[name] = list(csv.DictReader(f))
     assert len(logs["one"]) == len(logs["two"]) == 2
     for row_one, row_two in zip(logs["one"], logs["two"]):
-        for key in ("loss", "val_loss", "val_accuracy", "learning_rate"):
-            assert float(row_two[key]) == pytest.approx(float(row_one[key]), rel=1e-5), key
+        for key in ("loss", "val_loss", "learning_rate"):
+            assert float(row_two[key]) == pytest.approx(float(row_one[key]), rel=loss_rtol), key
     saved = json.loads((tmp_path / "two" / training.FLAGS_FILE).read_text())
     assert saved["distribute"] == "mirrored" and saved["replicas"] == 2
     assert (tmp_path / "two" / training.BEST_WEIGHTS).is_file()
