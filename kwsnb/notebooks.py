@@ -92,11 +92,15 @@ class Settings:
     synthetic_speakers: int
     synthetic_words: tuple[str, ...] | None
 
-    def training_flags(self, wanted_words: str | None = None) -> list[str]:
-        """Flags for ``kwsnb.seed.seed_command(..., extra=...)``."""
+    def training_flags(self, wanted_words: str | None = None,
+                       distribute: str | None = None) -> list[str]:
+        """Flags for ``kwsnb.seed.seed_command(..., extra=...)``; ``distribute`` other than
+        "none" adds ``--distribute`` (``kwsnb.train.distribute``)."""
         flags = list(self.extra_flags)
         if wanted_words:
             flags += ["--wanted_words", str(wanted_words)]
+        if distribute and str(distribute) != "none":
+            flags += ["--distribute", str(distribute)]
         return flags
 
     def _repr_markdown_(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from kwsnb import evaluate
 from kwsnb.export import ExportError
-from kwsnb.train import TrainError, evaluation_flags, parse_command_line, train
+from kwsnb.train import TrainError, evaluation_flags, is_chief, parse_command_line, train
 
 
 def run(argv: Sequence[str], progress: bool | None = None) -> tuple[dict, list[dict]]:
@@ -20,6 +20,8 @@ def run(argv: Sequence[str], progress: bool | None = None) -> tuple[dict, list[d
     ``kwsnb.seed.seed_command(...)`` makes ``argv`` from the seed's command lines."""
     flags = parse_command_line([str(arg) for arg in argv])
     flags = train(flags) if flags["train"] else evaluation_flags(flags)
+    if not is_chief(flags):  # a multi-worker run's other workers: the chief evaluates
+        return flags, []
     return flags, run_evaluation(flags, progress=progress)
 
 

@@ -81,6 +81,7 @@ def test_parameters_cell_defaults_are_the_seed_recipe(name):
         return
     assert values["training_steps"] is None and values["learning_rates"] is None
     assert values["wanted_words"] is None and values["test_dir"] is None
+    assert values["distribute"] == "none"
     run = notebooks.settings(values["quick"], values["training_steps"], values["learning_rates"])
     assert run == notebooks.FULL and run.formats is None
     argv = seed.seed_command(name, "D", values["models_dir"], steps=run.steps,
@@ -157,6 +158,8 @@ def test_settings_quick_preset_and_custom_steps():
     assert notebooks.settings(True, "30,30").learning_rates == "0.001,0.0005"
     assert notebooks.QUICK.stream_format in notebooks.QUICK.formats
     assert "--wanted_words" in notebooks.QUICK.training_flags("yes,no")
+    assert "--distribute" not in notebooks.QUICK.training_flags(None, "none")
+    assert notebooks.FULL.training_flags(None, "tpu") == ["--distribute", "tpu"]
 
 
 def test_prepare_data_uses_an_existing_folder(synthetic_dir, tmp_path):

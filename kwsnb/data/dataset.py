@@ -433,11 +433,13 @@ class SpeechCommands:
                                      jit_compile=True, **augment_options), labels
             return tf.cast(audio, tf.float32) / 32768.0, labels
 
-        data = tf.data.Dataset.from_tensor_slices((self._rows[split], self._label_ids[split]))
+        rows, label_ids = self._rows[split], self._label_ids[split]
         if shuffle:
-            data = data.shuffle(len(self._rows[split]), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            data = data.repeat()
+            data = _shuffled_passes(rows, label_ids, seed, repeat)
+        else:
+            data = tf.data.Dataset.from_tensor_slices((rows, label_ids))
+            if repeat:
+                data = data.repeat()
         data = data.batch(batch_size).enumerate()
         data = data.map(lambda step, batch: load(step, *batch),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -457,6 +459,25 @@ class SpeechCommands:
                              + MAKE_DATA_HINT)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         return cls(**{k: v for k, v in values.items() if k in accepted})
+
+
+def _shuffled_passes(rows, label_ids, seed: int, repeat: bool):
+    """(row, label) examples, each pass over the split in its own order, fixed by ``seed`` and
+    the pass number alone (stateless): every iterator of the data set sees the same order. A
+    seeded ``Dataset.shuffle`` reshuffles for each new iterator, so a second iterator (Keras'
+    fit makes one under a ``tf.distribute`` strategy) would not start with the first batch."""
+    rows = tf.constant(rows)
+    label_ids = tf.constant(label_ids)
+    count = int(rows.shape[0])
+
+    def one_pass(number):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        return tf.data.Dataset.from_tensor_slices((tf.gather(rows, order),
+                                                   tf.gather(label_ids, order)))
+
+    passes = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return passes.flat_map(one_pass)
 
 
 DEFAULT_FLAGS = {name: p.default for name, p in

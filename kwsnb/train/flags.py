@@ -75,6 +75,12 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "stream_clips": (int, 1000, "test clips the streaming formats run on (0: all)"),
     "latency_runs": (int, 200, "invoke() calls per latency median (0: skip latency)"),
     "random_seed": (int, 0, "seed of the weights' initialization and the order of examples"),
+    # kwsnb's additions (kwsnb.train.distribute): more than one device.
+    "distribute": (str, "none", "none, mirrored (all local GPUs; else the --cpu_devices), tpu "
+                                "(TPUStrategy, e.g. Colab) or multiworker (TF_CONFIG); "
+                                "--batch_size stays the global batch"),
+    "cpu_devices": (int, 0, "split the CPU into this many logical devices before TensorFlow "
+                            "starts (--distribute mirrored without a GPU: tests, no speed-up)"),
     "verbosity": (str, "INFO", "kept for compatibility"),
     # Feature flags: default None = the architecture's default (its seed command line).
     "window_size_ms": (float, None, "MFCC window"),

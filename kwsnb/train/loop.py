@@ -7,6 +7,7 @@ its last backup with the same total number of steps.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kwsnb.train import distribute
 from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, TRAINING_LOG, TrainError,
                                load_flags, resolved_model_flags)
 
@@ -190,7 +192,8 @@ class _StepProgress:
 
 def train(flags: dict[str, Any]) -> dict[str, Any]:
     """Trains a model as the seed does; returns the final flags (with labels). Resumes a killed
-    run found in ``flags['train_dir']``."""
+    run found in ``flags['train_dir']``. ``--distribute`` trains on several devices with the
+    same meaning of every flag (``kwsnb.train.distribute``)."""
     import keras
 
     from kwsnb import models
@@ -200,12 +203,27 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     schedule = learning_rate_schedule(stages, flags["lr_schedule"])
     if flags["eval_step_interval"] <= 0 or flags["batch_size"] <= 0:
         raise TrainError("--eval_step_interval and --batch_size must be positive")
-    train_dir = Path(flags["train_dir"])
+    # First, before TensorFlow starts its devices: --cpu_devices splits the CPU, a TPU connects.
+    strategy = distribute.strategy(flags)
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if flags["batch_size"] % replicas:
+        raise TrainError(f"--batch_size {flags['batch_size']} is the global batch: it must split "
+                         f"evenly across the {replicas} replicas of --distribute "
+                         f"{flags['distribute']}")
+    # The chief (every run but a multi-worker one's other workers) writes --train_dir.
+    train_dir = distribute.worker_dir(flags)
     build_model(flags)  # checks the model flags before any data is read
     dataset = _data(flags)
     model_flags = {**flags.get("model_flags", {}), "label_count": len(dataset.labels)}
-    flags = {**flags, "model_flags": model_flags, "labels": list(dataset.labels)}
-    model = build_model(flags)
+    flags = {**flags, "model_flags": model_flags, "labels": list(dataset.labels),
+             "distribute": distribute.check_choice(flags.get("distribute")), "replicas": replicas}
+    # --random_seed fixes the initial weights (one device or several: the same start).
+    keras.utils.set_random_seed(flags["random_seed"])
+    with scope():  # the model's and the optimizer's variables live on every replica
+        model = build_model(flags)
+    if replicas > 1:
+        distribute.synchronize_batch_norm(model)  # batch statistics of the global batch
     flags["params"] = models.count_params(model)
     _check_compatible(train_dir, flags)
     if flags["normalize_features"]:
@@ -217,21 +235,25 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
 
     keras.utils.set_random_seed(flags["random_seed"])
-    if flags["optimizer"] == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=flags["optimizer_epsilon"])
-    elif flags["optimizer"] == "momentum":
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
-    else:
-        raise TrainError(f"--optimizer {flags['optimizer']!r}: use adam or momentum")
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    with scope():
+        if flags["optimizer"] == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate=schedule,
+                                              epsilon=flags["optimizer_epsilon"])
+        elif flags["optimizer"] == "momentum":
+            optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9)
+        else:
+            raise TrainError(f"--optimizer {flags['optimizer']!r}: use adam or momentum")
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
 
     interval = validation_interval(stages.total, flags["eval_step_interval"])
     epochs = stages.total // interval
 
-    validation_data = dataset.dataset("validation", batch_size=flags["batch_size"], augment=False,
-                                      shuffle=False, repeat=False)
+    # Global batches: under a strategy Keras splits each across the replicas.
+    validation_data = distribute.dataset_for(
+        dataset.dataset("validation", batch_size=flags["batch_size"], augment=False,
+                        shuffle=False, repeat=False), strategy)
 
     log_path = train_dir / TRAINING_LOG
     # double_checkpoint: a kill while the backup is written falls back to the previous one.
@@ -239,8 +261,9 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
                                               double_checkpoint=True)
     done_steps = _restored_steps(train_dir, interval)
     # A resumed run draws new batches (not the first ones again): the seed moves with the steps.
-    train_data = dataset.dataset("training", batch_size=flags["batch_size"], augment=True,
-                                 shuffle=True, repeat=True, seed=flags["random_seed"] + done_steps)
+    train_data = distribute.dataset_for(
+        dataset.dataset("training", batch_size=flags["batch_size"], augment=True, shuffle=True,
+                        repeat=True, seed=flags["random_seed"] + done_steps), strategy)
     if done_steps < stages.total:
         _drop_log_rows_from(log_path, done_steps // interval)
     best = _best_validation_so_far(log_path)
@@ -260,8 +283,10 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     ]
     if done_steps >= stages.total:
         return flags  # already trained
-    model.fit(train_data, epochs=epochs, steps_per_epoch=interval, validation_data=validation_data,
-              callbacks=callbacks, verbose=0, shuffle=False)  # the tf.data pipeline shuffles
+    with distribute.keras_fit_fixes(model, strategy, train_data):  # multiworker only
+        model.fit(train_data, epochs=epochs, steps_per_epoch=interval,
+                  validation_data=validation_data, callbacks=callbacks, verbose=0,
+                  shuffle=False)  # the tf.data pipeline shuffles
     model.save_weights(train_dir / LAST_WEIGHTS)
     if not (train_dir / BEST_WEIGHTS).exists():  # e.g. an empty validation split
         model.save_weights(train_dir / BEST_WEIGHTS)

@@ -47,6 +47,7 @@ wanted_words = None  # None: the seed's ten keywords, plus _silence_ and _unknow
 test_dir = None  # also score on a folder in the official test-set layout
 test_exclude = ""  # its label folders to leave out, e.g. "go,on,off"
 quick = False  # True: the few-minute preset (kwsnb.notebooks.QUICK)
+distribute = "none"  # "mirrored" (all GPUs), "tpu" (Colab TPU runtime): see the README's "More hardware"
 
 # %%
 from pathlib import Path
@@ -122,7 +123,7 @@ data_dir = notebooks.prepare_data(data_source, data_dir, quick=quick)
 # %%
 argv = seed.seed_command(MODEL, str(data_dir), str(models_dir), steps=run.steps,
                          learning_rates=run.learning_rates,
-                         extra=run.training_flags(wanted_words))
+                         extra=run.training_flags(wanted_words, distribute))
 flags = training.train(training.parse_command_line(argv))
 train_dir = Path(flags["train_dir"])
 
