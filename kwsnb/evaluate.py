@@ -63,6 +63,8 @@ STREAM_FAMILY = {
     "tflite_stream_external_int8": "tflite_int8",
     "tflite_stream_internal_float": "tflite_float",
 }
+# Formats meant for microcontrollers: the report says whether TFLite Micro runs them.
+TFLM_FORMATS = ("tflite_features_int8",)
 DEFAULT_STREAM_CLIPS = 1000  # as the seed's TF streaming checks; None = every clip
 
 
@@ -155,6 +157,8 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
         metadata_path = Path(tflite_paths[name]).parent / exporting.METADATA_FILE
         if metadata_path.is_file():
             entry["front_end_bytes"] = _metadata(tflite_paths[name]).get("front_end_bytes")
+        if name in TFLM_FORMATS:
+            entry["tflm"] = _tflm_entry(tflite_paths[name])
         if name in exporting.STREAM_FORMATS:
             metadata = _metadata(tflite_paths[name])
             family = STREAM_FAMILY[name]
@@ -205,6 +209,22 @@ def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) ->
         runner.set(state["input"], np.zeros(runner.inputs[state["input"]]["shape"], np.float32))
 
 
+def _tflm_entry(tflite_path: Path) -> dict:
+    """Does the model run in TensorFlow Lite Micro's interpreter, and in how much arena (the
+    smallest that loads and runs, ``kwsnb.micro.tflm_check``)? Never raises."""
+    import importlib.util
+
+    from kwsnb import micro
+
+    if importlib.util.find_spec("tflite_micro") is None:
+        return {"runs": None, "arena_bytes": None,
+                "error": "not checked: pip install tflite-micro (TFLite Micro's interpreter)"}
+    found = micro.tflm_check(Path(tflite_path))
+    return {"runs": found["runs"],
+            "arena_bytes": found.get("arena_min_bytes") or found.get("arena_bytes"),
+            "error": found.get("error")}
+
+
 def _metadata(tflite_path: Path) -> dict:
     path = Path(tflite_path).parent / exporting.METADATA_FILE
     if not path.is_file():
@@ -253,7 +273,7 @@ def format_report(report: dict) -> str:
         excluded = f"; excluded {', '.join(test['exclude'])}" if test.get("exclude") else ""
         lines.append(f"test set: {test.get('name', '?')} ({test.get('clips', '?'):,} clips{excluded})")
     header = (f"{'format':<30} {'accuracy':>9} {'size KB':>9} {'latency ms':>11} "
-              f"{'agreement':>10} {'primed':>8}")
+              f"{'agreement':>10} {'primed':>8} {'TFLM arena KB':>13}")
     lines += ["", header, "-" * len(header)]
     for name, entry in report["formats"].items():
         if "error" in entry:
@@ -265,8 +285,13 @@ def format_report(report: dict) -> str:
         agreement = f"{100 * entry['agreement']:.2f}%" if "agreement" in entry else ""
         primed = (f"{100 * entry['agreement_primed']:.2f}%" if "agreement_primed" in entry
                   else "")
+        tflm = entry.get("tflm")
+        runs_in_tflm = ("" if tflm is None else "not checked" if tflm["runs"] is None
+                        else "does not run" if not tflm["runs"]
+                        else f"{tflm['arena_bytes'] / 1024:.1f}" if tflm.get("arena_bytes")
+                        else "runs")
         lines.append(f"{name:<30} {accuracy:>9} {size:>9} {latency:>11} {agreement:>10} "
-                     f"{primed:>8}".rstrip())
+                     f"{primed:>8} {runs_in_tflm:>13}".rstrip())
     notes = []
     streams = [e for n, e in report["formats"].items() if n in STREAM_FAMILY and "clips" in e]
     if streams:
@@ -286,6 +311,12 @@ def format_report(report: dict) -> str:
                      f"coefficient_scale / {features['input_scale']:.6g}) + "
                      f"{features['input_zero_point']} (the front end's normalization: in the "
                      "format's metadata.json)")
+    failed = [f"{n}: {e['tflm']['error']}" for n, e in report["formats"].items()
+              if e.get("tflm") and e["tflm"]["runs"] is not True]
+    if any("tflm" in e for e in report["formats"].values()):
+        notes.append("TFLM arena KB: the smallest tensor arena in which TensorFlow Lite Micro's "
+                     "interpreter loads and runs the model (python -m kwsnb.micro writes it as C)"
+                     + ("; " + "; ".join(failed) if failed else ""))
     notes.append("latency: " + report.get("measurement", {}).get("latency", ""))
     return "\n".join(lines + [""] + notes) + "\n"
 

@@ -339,3 +339,26 @@ def test_cli_writes_both_models_as_c_sources(tflm, real_train_dir, tmp_path, cap
     for needed in ("svdf_0_state", "zero_point", "coefficient_mean", "1024-point FFT",
                    "_silence_, _unknown_, yes", "interpreter.input(index)"):
         assert needed in readme
+
+
+def test_reports_say_whether_tflm_runs_the_features_in_model(tflm):
+    """report.json's tflite_features_int8 entry gains "tflm" (runs, smallest arena), and the
+    text report a TFLM arena column."""
+    from kwsnb import evaluate
+
+    path = MODELS_DIR / "tc_resnet" / "tflite_features_int8" / "model.tflite"
+    entry = evaluate._tflm_entry(path)
+    assert entry["runs"] is True and entry["error"] is None
+    assert 4_000 < entry["arena_bytes"] < 200_000
+    report = {"model": "tc_resnet", "params": 1, "labels": ["a"], "formats": {
+        "tflite_features_int8": {"accuracy": 0.5, "size_bytes": 1024, "latency_ms": 0.01,
+                                 "tflm": entry},
+        "tflite_int8": {"accuracy": 0.5, "size_bytes": 2048, "latency_ms": 0.1}}}
+    text = evaluate.format_report(report)
+    assert "TFLM arena KB" in text
+    row = next(line for line in text.splitlines() if line.startswith("tflite_features_int8"))
+    assert row.endswith(f"{entry['arena_bytes'] / 1024:.1f}")
+    broken = {"runs": False, "arena_bytes": None, "error": "Didn't find op for builtin opcode"}
+    report["formats"]["tflite_features_int8"]["tflm"] = broken
+    text = evaluate.format_report(report)
+    assert "does not run" in text and "Didn't find op" in text
