@@ -25,8 +25,9 @@ LOG_MEL_TOLERANCE = 5e-3
 MFCC_TOLERANCE = 1e-3
 CLIP_SAMPLES = 16000
 # What the front end may convert to; anything else (Flex*, custom) would need more than builtins.
-EXPECTED_TFLITE_OPS = {"COMPLEX_ABS", "CONCATENATION", "EXPAND_DIMS", "FULLY_CONNECTED", "LOG",
-                       "MAXIMUM", "MUL", "PAD", "RESHAPE", "RFFT2D", "STRIDED_SLICE", "SQRT"}
+EXPECTED_TFLITE_OPS = {"ADD", "COMPLEX_ABS", "CONCATENATION", "EXPAND_DIMS", "FULLY_CONNECTED",
+                       "GATHER", "LOG", "MAXIMUM", "MUL", "PAD", "RESHAPE", "REVERSE_V2", "RFFT2D",
+                       "STRIDED_SLICE", "SQRT", "SUB", "TRANSPOSE", "UNSORTED_SEGMENT_SUM"}
 
 
 def _flags(**overrides) -> dict:

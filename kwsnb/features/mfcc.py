@@ -218,6 +218,55 @@ def dct_matrix(mel_num_bins: int = FEATURE_DEFAULTS["mel_num_bins"],
     return math.sqrt(2.0 / mel_num_bins) * np.cos(np.pi / mel_num_bins * coefficient * channel)
 
 
+def compact_filterbank(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A [bins, channels] filterbank with at most two adjacent channels per bin, in compact form.
+
+    Returns ``(channels, values)``: int32 [2, bins] channel ids and float32 [2, bins, 1, 1]
+    weights such that ``filterbank[b, c] == sum of values[s, b] over the s with channels[s, b]
+    == c``. Slot 0 of bin b holds its lowest channel's weight, slot 1 the next channel's (0 and
+    the same channel where the bin feeds only one, or none). The Mfcc op's triangles overlap
+    pairwise, so every bin fits; ValueError if one does not.
+    """
+    weights = np.asarray(weights, np.float64)
+    bins, count = weights.shape
+    channels = np.zeros((2, bins), np.int32)
+    values = np.zeros((2, bins), np.float64)
+    previous = 0
+    for b in range(bins):
+        used = np.flatnonzero(weights[b])
+        if used.size > 2 or (used.size == 2 and used[1] != used[0] + 1):
+            raise ValueError(f"filterbank bin {b} feeds channels {used.tolist()}; the compact "
+                             "form takes at most two adjacent channels per bin")
+        first = int(used[0]) if used.size else previous
+        second = min(first + 1, count - 1) if used.size == 2 else first
+        channels[:, b] = first, second
+        values[:used.size, b] = weights[b, used]
+        previous = first
+    return channels, values.astype(np.float32)[:, :, np.newaxis, np.newaxis]
+
+
+def split_dct(mel_num_bins: int = FEATURE_DEFAULTS["mel_num_bins"],
+              dct_num_features: int = FEATURE_DEFAULTS["dct_num_features"]) -> dict:
+    """The op's DCT-II (``dct_matrix``) factored by its symmetry, for half the constants.
+
+    Row N-1-n of the DCT matrix is (-1)**k times row n in column k, so with N = mel_num_bins
+    even, ``low`` the first N/2 log-mel channels and ``high`` the last N/2 reversed: the even
+    coefficients are ``(low + high) @ even`` and the odd ones ``(low - high) @ odd``, both
+    [N/2, about K/2] float32; ``order`` (int32 [K]) puts ``concat([even, odd])`` back in
+    coefficient order. For odd N: ``{"dense": dct_matrix}`` (float32), the other keys None.
+    """
+    matrix = dct_matrix(mel_num_bins, dct_num_features)
+    if mel_num_bins % 2:
+        return {"dense": matrix.astype(np.float32), "even": None, "odd": None, "order": None}
+    half = mel_num_bins // 2
+    even_count = (dct_num_features + 1) // 2
+    order = np.empty(dct_num_features, np.int32)
+    order[0::2] = np.arange(even_count)
+    order[1::2] = even_count + np.arange(dct_num_features // 2)
+    return {"dense": None, "even": matrix[:half, 0::2].astype(np.float32),
+            "odd": matrix[:half, 1::2].astype(np.float32), "order": order}
+
+
 @keras.saving.register_keras_serializable(package="kwsnb")
 class MFCC(keras.layers.Layer):
     """Raw audio [batch, samples] -> MFCC [batch, frames, dct_num_features] (seed's mfcc_op).
@@ -257,11 +306,13 @@ class MFCC(keras.layers.Layer):
         num_bins = self.fft_length // 2 + 1
         self._bin_start, self._bin_end = spectrogram_bin_range(
             num_bins, sample_rate, mel_lower_edge_hertz, mel_upper_edge_hertz)
-        # Only the op's bin range has nonzero weights: slice it out to keep the matmul small.
-        self._mel_matrix = mel_weight_matrix(
+        # The filterbank as two (channel, weight) pairs per FFT bin of the op's range, summed by
+        # channel (compact_filterbank), and the DCT split by its even/odd symmetry (split_dct):
+        # about 12 KB of constants instead of 168 KB of dense matrices.
+        self._mel_channels, self._mel_weights = compact_filterbank(mel_weight_matrix(
             num_bins, sample_rate, mel_num_bins, mel_lower_edge_hertz,
-            mel_upper_edge_hertz)[self._bin_start:self._bin_end + 1].astype(np.float32)
-        self._dct_matrix = dct_matrix(mel_num_bins, dct_num_features).astype(np.float32)
+            mel_upper_edge_hertz)[self._bin_start:self._bin_end + 1])
+        self._dct = split_dct(mel_num_bins, dct_num_features)
         # Periodic Hann (the AudioSpectrogram op's window): 0.5 - 0.5 cos(2 pi n / N).
         self._window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.frame_samples)
                                            / self.frame_samples)).astype(np.float32)
@@ -338,7 +389,8 @@ class MFCC(keras.layers.Layer):
         frame_count = self.num_frames(samples)
         blocks_per_step = self.packet_samples // block
         used = (frame_count - 1) * self.packet_samples + self.frame_samples
-        blocks = tf.reshape(audio[:, :used], [-1, used // block, block])
+        blocks = tf.reshape(audio if used == samples else audio[:, :used],
+                            [-1, used // block, block])
         last = (frame_count - 1) * blocks_per_step + 1
         parts = [blocks[:, offset:offset + last:blocks_per_step]
                  for offset in range(blocks_per_frame)]
@@ -354,12 +406,36 @@ class MFCC(keras.layers.Layer):
         if not self.flags["fft_magnitude_squared"]:
             # The op's spectrogram is then |X| and its filterbank takes sqrt of that.
             magnitude = tf.sqrt(magnitude)
-        mel = tf.matmul(magnitude, tf.constant(self._mel_matrix))
+        mel = self.filterbank(magnitude)
         return tf.math.log(tf.maximum(mel, LOG_FLOOR))
+
+    def filterbank(self, magnitude):
+        """[batch, frames, used bins] -> mel filterbank energies [batch, frames, mel_num_bins].
+
+        Each FFT bin feeds at most two channels (the falling side of one triangle, the rising
+        side of the next), so instead of a dense [bins, channels] matmul: bins to the front
+        (TRANSPOSE), times the two weights of each bin (MUL, broadcast to [2, bins, batch,
+        frames]), summed by channel (UNSORTED_SEGMENT_SUM with segment ids [2, bins]), channels
+        to the back (TRANSPOSE). A weight a bin does not have is 0 (its id is then any channel).
+        """
+        channels = tf.math.unsorted_segment_sum(
+            tf.constant(self._mel_weights) * tf.transpose(magnitude, [2, 0, 1]),
+            tf.constant(self._mel_channels), num_segments=self.flags["mel_num_bins"])
+        return tf.transpose(channels, [1, 2, 0])
+
+    def dct(self, log_mel):
+        """[..., mel_num_bins] -> [..., dct_num_features]: the op's DCT-II (see split_dct)."""
+        if self._dct["dense"] is not None:
+            return tf.matmul(log_mel, tf.constant(self._dct["dense"]))
+        half = self.flags["mel_num_bins"] // 2
+        low, high = log_mel[..., :half], tf.reverse(log_mel[..., half:], axis=[-1])
+        even = tf.matmul(low + high, tf.constant(self._dct["even"]))
+        odd = tf.matmul(low - high, tf.constant(self._dct["odd"]))
+        return tf.gather(tf.concat([even, odd], axis=-1), self._dct["order"], axis=-1)
 
     def seed_mfcc(self, audio):
         """The seed's MFCCs [batch, frames, dct_num_features], before the normalization."""
-        return tf.matmul(self.log_mel_spectrogram(audio), tf.constant(self._dct_matrix))
+        return self.dct(self.log_mel_spectrogram(audio))
 
     def call(self, inputs):
         return (self.seed_mfcc(inputs) - self.coefficient_mean) * self.coefficient_scale
