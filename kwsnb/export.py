@@ -273,7 +273,7 @@ def front_end_constant_bytes(model_content: bytes, front_end_name: str = "mfcc")
     names = front_end_tensor_names(model_content, front_end_name)
     buffers = set()
     for op in graph.operators:
-        if any(graph.tensors[o].name.decode() in names for o in op.outputs):
+        if any((graph.tensors[o].name or b"").decode() in names for o in op.outputs):
             buffers.update(graph.tensors[i].buffer for i in op.inputs if i >= 0)
     return int(sum(len(model.buffers[b].data) for b in buffers
                    if b < len(model.buffers) and model.buffers[b].data is not None))
@@ -294,10 +294,10 @@ def strip_tensor_names(model_content: bytes, front_end_name: str | None = "mfcc"
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
     for index, tensor in enumerate(model.subgraphs[0].tensors):
         tensor.name = (f"{front_end_name}/{index}".encode()
-                       if tensor.name is not None and tensor.name.decode() in keep else b"")
+                       if tensor.name is not None and tensor.name.decode() in keep else None)
     for graph in model.subgraphs[1:]:
         for tensor in graph.tensors:
-            tensor.name = b""
+            tensor.name = None
     builder = flatbuffers.Builder(len(model_content))
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
@@ -315,7 +315,7 @@ def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[st
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
     graph = model.subgraphs[0]
-    names = [t.name.decode() for t in graph.tensors]
+    names = [(t.name or b"").decode() for t in graph.tensors]  # strip_tensor_names: None
     pattern = _scope_pattern(front_end_name)
     scoped = [any(pattern.search(part) for part in names[o].split(";"))
               for o in range(len(names))]
@@ -371,11 +371,11 @@ def check_front_end_float(model_content: bytes, front_end_names: set[str], what:
     bad = set()
     for op in graph.operators:
         outputs = [graph.tensors[o] for o in op.outputs]
-        if not any(t.name.decode() in front_end_names for t in outputs):
+        if not any((t.name or b"").decode() in front_end_names for t in outputs):
             continue
         for t in [graph.tensors[i] for i in op.inputs if i >= 0] + outputs:
             if t.type in quantized:
-                bad.add(t.name.decode())
+                bad.add((t.name or b"").decode())
     if bad:
         raise ExportError(f"{what}: the front end was quantized ({sorted(bad)[:5]}); "
                           "it must stay float to keep the MFCCs accurate")

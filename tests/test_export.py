@@ -317,7 +317,7 @@ def test_export_writes_every_format_with_metadata(exported, task):
 
     for name, path in exported.items():
         model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
-        names = [t.name.decode() for t in model.subgraphs[0].tensors]
+        names = [(t.name or b"").decode() for t in model.subgraphs[0].tensors]
         assert all(n == "" or n.startswith("mfcc/") for n in names), name
         assert any(n.startswith("mfcc/") for n in names) == (name != "tflite_features_int8")
     body = schema.ModelT.InitFromPackedBuf(exported["tflite_features_int8"].read_bytes(), 0)
