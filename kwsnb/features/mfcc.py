@@ -20,7 +20,8 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    as two half-size matmuls on the sum and difference of the mel channels' two halves (the DCT
    matrix's even/odd symmetry, ``split_dct``): half the constants of the dense matrix;
 7. ``(mfcc - coefficient_mean) * coefficient_scale``, two non-trainable weights (zeros and
-   ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio): every coefficient is
+   ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio), folded into the DCT's
+   matrices and bias (no op of its own, see ``MFCC.dct``): every coefficient is
    centred, and a coefficient that varies more than coefficient 1 does (in practice only
    coefficient 0, the log energy) is scaled down to coefficient 1's spread. ``kwsnb.train``
    adapts only with ``--normalize_features 1``; by default the layer is the seed's front end.
@@ -432,14 +433,27 @@ class MFCC(keras.layers.Layer):
             tf.constant(self._mel_channels), num_segments=self.flags["mel_num_bins"])
         return tf.transpose(channels, [1, 2, 0])
 
-    def dct(self, log_mel):
-        """[..., mel_num_bins] -> [..., dct_num_features]: the op's DCT-II (see split_dct)."""
+    def dct(self, log_mel, scale=None, bias=None):
+        """[..., mel_num_bins] -> [..., dct_num_features]: the op's DCT-II (see split_dct),
+        each coefficient k then times ``scale[k]`` plus ``bias[k]`` if given. The scale goes
+        into the DCT matrices and the bias into the matmuls' bias (constants once converted),
+        so the normalization adds no op; a separate MUL would be fused by the TFLite converter
+        into the body's first FULLY_CONNECTED, pulling that layer into the front end's scope
+        (kept float by the int8 export)."""
+        def matmul(x, matrix, columns):
+            matrix = tf.constant(matrix)
+            if scale is not None:
+                matrix = matrix * tf.gather(scale, columns)
+            y = tf.matmul(x, matrix)
+            return y if bias is None else y + tf.gather(bias, columns)
+
+        count = self.flags["dct_num_features"]
         if self._dct["dense"] is not None:
-            return tf.matmul(log_mel, tf.constant(self._dct["dense"]))
+            return matmul(log_mel, self._dct["dense"], np.arange(count))
         half = self.flags["mel_num_bins"] // 2
         low, high = log_mel[..., :half], tf.reverse(log_mel[..., half:], axis=[-1])
-        even = tf.matmul(low + high, tf.constant(self._dct["even"]))
-        odd = tf.matmul(low - high, tf.constant(self._dct["odd"]))
+        even = matmul(low + high, self._dct["even"], np.arange(0, count, 2))
+        odd = matmul(low - high, self._dct["odd"], np.arange(1, count, 2))
         return tf.gather(tf.concat([even, odd], axis=-1), self._dct["order"], axis=-1)
 
     def seed_mfcc(self, audio):
@@ -447,7 +461,10 @@ class MFCC(keras.layers.Layer):
         return self.dct(self.log_mel_spectrogram(audio))
 
     def call(self, inputs):
-        return (self.seed_mfcc(inputs) - self.coefficient_mean) * self.coefficient_scale
+        # (seed_mfcc - coefficient_mean) * coefficient_scale, inside the DCT's matmuls.
+        scale = tf.convert_to_tensor(self.coefficient_scale)
+        return self.dct(self.log_mel_spectrogram(inputs), scale,
+                        -tf.convert_to_tensor(self.coefficient_mean) * scale)
 
     def get_config(self):
         return {**super().get_config(), **self.flags}
