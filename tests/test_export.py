@@ -152,8 +152,8 @@ def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
                      if any(tensors[o] in names for o in ops[i]["outputs"])}
     assert {"RFFT2D", "COMPLEX_ABS", "UNSORTED_SEGMENT_SUM", "FULLY_CONNECTED", "LOG"} <= front_end_ops
     # The window (640 floats), the compact filterbank (485 bins x 2 weights and 2 channel ids)
-    # and the split DCT (2 x 40 x 10 floats), not a dense 485 x 80 filterbank (155 KB).
-    assert 2_560 + 7_760 + 3_200 <= exporting.front_end_constant_bytes(content) < 16_000
+    # and the DCT (80 x 20 floats), not a dense 485 x 80 filterbank (155 KB).
+    assert 2_560 + 7_760 + 6_400 <= exporting.front_end_constant_bytes(content) < 18_000
 
 
 def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
@@ -305,10 +305,10 @@ def test_export_writes_every_format_with_metadata(exported, task):
     assert len(features["input_quantization"]["coefficient_mean"]) == 20
     assert features["feature_flags"]["dct_num_features"] == 20
     # Quantization shrinks the body; the float front end's constants (window, compact mel
-    # filterbank, split DCT) stay in every raw-audio model, a few KB.
+    # filterbank, DCT) stay in every raw-audio model, under 18 KB here (20 coefficients).
     sizes = {name: path.stat().st_size for name, path in exported.items()}
     int8 = json.loads((exported["tflite_int8"].parent / exporting.METADATA_FILE).read_text())
-    assert 10_000 < int8["front_end_bytes"] < 16_000 and features["front_end_bytes"] == 0
+    assert 10_000 < int8["front_end_bytes"] < 18_000 and features["front_end_bytes"] == 0
     assert sizes["tflite_int8"] < sizes["tflite_float"]
     assert sizes["tflite_features_int8"] < sizes["tflite_int8"] - int8["front_end_bytes"]
     # Tensor names are stripped (the front end's shortened to mfcc/<index>) and int8 weights

@@ -17,8 +17,9 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    [485, 80] matmul: 7.8 KB of constants instead of 155 KB, same sums;
 5. ``log(max(mel, 1e-12))``;
 6. DCT-II scaled by ``sqrt(2 / mel_num_bins)`` on every row, first ``dct_num_features`` rows,
-   as two half-size matmuls on the sum and difference of the mel channels' two halves (the DCT
-   matrix's even/odd symmetry, ``split_dct``): half the constants of the dense matrix;
+   as a constant matmul, or (``SPLIT_DCT = True``) as two half-size matmuls on the sum and
+   difference of the mel channels' two halves (the DCT matrix's even/odd symmetry,
+   ``split_dct``): half the constants, 1% more time per clip;
 7. ``(mfcc - coefficient_mean) * coefficient_scale``, two non-trainable weights (zeros and
    ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio), folded into the DCT's
    matrices and bias (no op of its own, see ``MFCC.dct``): every coefficient is
@@ -36,10 +37,11 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    but not quite the seed's float accuracy at a short schedule, hence opt-in
    (docs/sc_lite9_findings.md).
 
-The front end's constants in TFLite total about 15 KB at the defaults (window 2.5 KB,
-filterbank 7.8 KB, DCT 6.4 KB; float32, because float16 weights would add errors of ~1e-4 of
-the log-mel values), against 168 KB with the dense matrices, at the same accuracy and latency
-(measured: MFCC error against the reference unchanged at float32 rounding level).
+The front end's constants in TFLite total about 23 KB at the defaults (window 2.5 KB,
+filterbank 7.8 KB, DCT 12.8 KB, or 6.4 KB split; float32, because float16 weights would add
+errors of ~1e-4 of the log-mel values), against 168 KB with the dense filterbank, at the same
+accuracy and latency (measured: MFCC error against the reference unchanged at float32 rounding
+level).
 
 Frames are independent, so the layer streams exactly: one ``frame_samples`` window (the previous
 ``frame_samples - packet_samples`` samples plus the new packet) gives one frame.
@@ -68,6 +70,13 @@ FEATURE_DEFAULTS = {
 
 # The Mfcc op clamps the filterbank output to this before the log.
 LOG_FLOOR = 1e-12
+
+# DCT as two half-size matmuls on the even/odd symmetric parts (split_dct: half the DCT's
+# constants, 6.4 KB less at 40 coefficients, 4.8 KB at 30) or one dense matmul. Split costs 7
+# more TFLite ops: measured +1% per 1 s clip (0.459 vs 0.455 ms, tc_resnet tflite_float, 1
+# thread), nothing per 20 ms packet. Off, so that no latency gets worse; turn it on where
+# flash matters more than 5 us per clip. Read when an MFCC layer is created.
+SPLIT_DCT = False
 
 
 def hz_to_mel(frequency_hz):
@@ -317,12 +326,13 @@ class MFCC(keras.layers.Layer):
         self._bin_start, self._bin_end = spectrogram_bin_range(
             num_bins, sample_rate, mel_lower_edge_hertz, mel_upper_edge_hertz)
         # The filterbank as two (channel, weight) pairs per FFT bin of the op's range, summed by
-        # channel (compact_filterbank), and the DCT split by its even/odd symmetry (split_dct):
-        # about 12 KB of constants instead of 168 KB of dense matrices.
+        # channel (compact_filterbank), and the DCT dense or split by its even/odd symmetry
+        # (SPLIT_DCT): 23 KB (or 17 KB) of constants instead of 168 KB of dense matrices.
         self._mel_channels, self._mel_weights = compact_filterbank(mel_weight_matrix(
             num_bins, sample_rate, mel_num_bins, mel_lower_edge_hertz,
             mel_upper_edge_hertz)[self._bin_start:self._bin_end + 1])
-        self._dct = split_dct(mel_num_bins, dct_num_features)
+        self._dct = (split_dct(mel_num_bins, dct_num_features) if SPLIT_DCT else
+                     {"dense": dct_matrix(mel_num_bins, dct_num_features).astype(np.float32)})
         # Periodic Hann (the AudioSpectrogram op's window): 0.5 - 0.5 cos(2 pi n / N).
         self._window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.frame_samples)
                                            / self.frame_samples)).astype(np.float32)
