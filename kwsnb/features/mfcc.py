@@ -473,8 +473,18 @@ class MFCC(keras.layers.Layer):
     def call(self, inputs):
         # (seed_mfcc - coefficient_mean) * coefficient_scale, inside the DCT's matmuls.
         scale = tf.convert_to_tensor(self.coefficient_scale)
-        return self.dct(self.log_mel_spectrogram(inputs), scale,
-                        -tf.convert_to_tensor(self.coefficient_mean) * scale)
+        mean = tf.convert_to_tensor(self.coefficient_mean)
+        log_mel = self.log_mel_spectrogram(inputs)
+        dense = self._dct["dense"]
+        if dense is None:
+            return self.dct(log_mel, scale, -mean * scale)
+        # Dense: the DCT's columns are orthogonal (squared norms 2, 1, 1, ...), so shifting the
+        # log-mel by -D (mean / norms) subtracts the mean from every coefficient. An ADD after
+        # the matmul would be fused by the converter into the body's first FULLY_CONNECTED;
+        # this one goes into the DCT's own.
+        norms = np.sum(dense.astype(np.float64) ** 2, axis=0).astype(np.float32)
+        shift = -tf.linalg.matvec(tf.constant(dense), mean / tf.constant(norms))
+        return self.dct(log_mel + shift, scale)
 
     def get_config(self):
         return {**super().get_config(), **self.flags}
