@@ -63,10 +63,12 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from kwsnb import streaming
-from kwsnb.convert import (REPRESENTATIVE_STREAM_CLIPS, check_front_end_float, convert_float,
-                           convert_model, external_state_inputs, front_end_constant_bytes,
+from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_front_end_float,
+                           convert_float, convert_model, external_state_inputs,
+                           front_end_constant_bytes,
                            front_end_inputs, front_end_tensor_names, representative_subset,
-                           stream_logits_output, stream_state_pairs, tensor_name)
+                           stream_logits_output, stream_state_pairs, strip_tensor_names,
+                           tensor_name)
 from kwsnb.quantize import SharedQuantization
 from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
                            describe_io, operator_names, tflite_schema)
@@ -171,6 +173,7 @@ def _quantize_with_float_front_end(model, float_content: bytes, representative: 
     def configure(converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
+        converter._experimental_disable_per_channel = not INT8_PER_CHANNEL  # the debugger reads it
 
     def quantize(converter):
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=sorted(front_end))
@@ -309,6 +312,8 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
         iterator = tqdm(formats, desc="export", unit="format")
     for name in iterator:
         content = builders[name]()
+        content = strip_tensor_names(content, None if name == "tflite_features_int8"
+                                     else front_end_layer(model).name)
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / MODEL_FILE

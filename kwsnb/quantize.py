@@ -122,7 +122,8 @@ def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
     try:
         with convert.quiet_converter():
             content = tflite_convert.mlir_quantize(
-                calibrated, fully_quantize=fully_quantize, input_data_type=io_type,
+                calibrated, disable_per_channel=not convert.INT8_PER_CHANNEL,
+                fully_quantize=fully_quantize, input_data_type=io_type,
                 output_data_type=io_type, denylisted_nodes=sorted(denylisted_nodes) or None)
     except Exception as error:  # noqa: BLE001 - explained, as kwsnb.export does
         raise ExportError(f"quantizing {what} failed: {convert.converter_message(error)}") \

@@ -150,9 +150,10 @@ def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
     tensors = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     front_end_ops = {ops[i]["op_name"] for i in ops
                      if any(tensors[o] in names for o in ops[i]["outputs"])}
-    assert {"RFFT2D", "COMPLEX_ABS", "FULLY_CONNECTED", "LOG"} <= front_end_ops
-    # 640x(486 bins x 80 mels + 80 x 20 DCT + window) floats
-    assert convert.front_end_constant_bytes(content) > 100_000
+    assert {"RFFT2D", "COMPLEX_ABS", "UNSORTED_SEGMENT_SUM", "FULLY_CONNECTED", "LOG"} <= front_end_ops
+    # The window (640 floats), the compact filterbank (485 bins x 2 weights and 2 channel ids)
+    # and the DCT (80 x 20 floats), not a dense 485 x 80 filterbank (155 KB).
+    assert 2_560 + 7_760 + 6_400 <= convert.front_end_constant_bytes(content) < 18_000
 
 
 def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
@@ -303,13 +304,27 @@ def test_export_writes_every_format_with_metadata(exported, task):
     assert len(features["input_quantization"]["coefficient_scale"]) == 20
     assert len(features["input_quantization"]["coefficient_mean"]) == 20
     assert features["feature_flags"]["dct_num_features"] == 20
-    # Quantization shrinks the body; the float front end's constants (mel and DCT matrices)
-    # stay in every raw-audio model and dominate a small model's size.
+    # Quantization shrinks the body; the float front end's constants (window, compact mel
+    # filterbank, DCT) stay in every raw-audio model, under 18 KB here (20 coefficients).
     sizes = {name: path.stat().st_size for name, path in exported.items()}
     int8 = json.loads((exported["tflite_int8"].parent / exporting.METADATA_FILE).read_text())
-    assert int8["front_end_bytes"] > 100_000 and features["front_end_bytes"] == 0
+    assert 10_000 < int8["front_end_bytes"] < 18_000 and features["front_end_bytes"] == 0
     assert sizes["tflite_int8"] < sizes["tflite_float"]
-    assert sizes["tflite_features_int8"] < sizes["tflite_int8"] - 100_000
+    assert sizes["tflite_features_int8"] < sizes["tflite_int8"] - int8["front_end_bytes"]
+    # Tensor names are stripped (the front end's shortened to mfcc/<index>) and int8 weights
+    # have one scale per tensor: the features-in model is little more than its int8 weights.
+    from ai_edge_litert import schema_py_generated as schema
+
+    for name, path in exported.items():
+        model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+        names = [(t.name or b"").decode() for t in model.subgraphs[0].tensors]
+        assert all(n == "" or n.startswith("mfcc/") for n in names), name
+        assert any(n.startswith("mfcc/") for n in names) == (name != "tflite_features_int8")
+    body = schema.ModelT.InitFromPackedBuf(exported["tflite_features_int8"].read_bytes(), 0)
+    weight_bytes = sum(len(b.data) for b in body.buffers if b.data is not None)
+    assert sizes["tflite_features_int8"] < weight_bytes + 12_000
+    assert all(t.quantization is None or t.quantization.scale is None
+               or len(t.quantization.scale) == 1 for t in body.subgraphs[0].tensors)
 
 
 @pytest.mark.slow

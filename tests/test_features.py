@@ -19,14 +19,16 @@ import soundfile as sf
 import tensorflow as tf
 
 from kwsnb.features import (FEATURE_DEFAULTS, FRAME_SAMPLES, LOG_FLOOR, MFCC, PACKET_SAMPLES,
-                            mel_weight_matrix, num_frames, reference, spectrogram_bin_range)
+                            compact_filterbank, dct_matrix, fft_length, mel_weight_matrix,
+                            split_dct, num_frames, reference, spectrogram_bin_range)
 
 LOG_MEL_TOLERANCE = 5e-3
 MFCC_TOLERANCE = 1e-3
 CLIP_SAMPLES = 16000
 # What the front end may convert to; anything else (Flex*, custom) would need more than builtins.
-EXPECTED_TFLITE_OPS = {"COMPLEX_ABS", "CONCATENATION", "EXPAND_DIMS", "FULLY_CONNECTED", "LOG",
-                       "MAXIMUM", "MUL", "PAD", "RESHAPE", "RFFT2D", "STRIDED_SLICE", "SQRT"}
+EXPECTED_TFLITE_OPS = {"ADD", "COMPLEX_ABS", "CONCATENATION", "EXPAND_DIMS", "FULLY_CONNECTED",
+                       "GATHER", "LOG", "MAXIMUM", "MUL", "PAD", "RESHAPE", "REVERSE_V2", "RFFT2D",
+                       "STRIDED_SLICE", "SQRT", "SUB", "TRANSPOSE", "UNSORTED_SEGMENT_SUM"}
 
 
 def _flags(**overrides) -> dict:
@@ -112,6 +114,79 @@ def test_filterbank_follows_the_mfcc_op():
     assert weights.max() <= 1.0 and weights.max(axis=0).min() > 0.4
     first_peak, last_peak = weights[:, 0].argmax(), weights[:, -1].argmax()
     np.testing.assert_allclose(weights[first_peak:last_peak].sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("flags", [
+    _flags(), _flags(mel_num_bins=40, mel_upper_edge_hertz=4000.0),
+    _flags(window_size_ms=25.0, window_stride_ms=10.0, mel_num_bins=23, mel_lower_edge_hertz=300.0,
+           dct_num_features=13),
+])
+def test_compact_filterbank_is_the_dense_one(flags):
+    """Two (channel, weight) pairs per bin rebuild the op's filterbank exactly."""
+    bins = fft_length(MFCC(**flags).frame_samples) // 2 + 1
+    start, end = spectrogram_bin_range(bins, flags["sample_rate"], flags["mel_lower_edge_hertz"],
+                                       flags["mel_upper_edge_hertz"])
+    dense = mel_weight_matrix(bins, flags["sample_rate"], flags["mel_num_bins"],
+                              flags["mel_lower_edge_hertz"],
+                              flags["mel_upper_edge_hertz"])[start:end + 1]
+    channels, values = compact_filterbank(dense)
+    assert channels.shape == (2, end + 1 - start) and channels.dtype == np.int32
+    assert values.shape == (2, end + 1 - start, 1, 1) and values.dtype == np.float32
+    rebuilt = np.zeros_like(dense)
+    for slot in range(2):
+        np.add.at(rebuilt, (np.arange(len(dense)), channels[slot]), values[slot, :, 0, 0])
+    np.testing.assert_allclose(rebuilt, dense, atol=1e-7, rtol=0)  # float32 weights
+    with pytest.raises(ValueError, match="at most two adjacent channels"):
+        compact_filterbank(np.array([[1.0, 0.0, 1.0]]))
+
+
+@pytest.mark.parametrize("mel_num_bins,dct_num_features", [(80, 40), (80, 30), (40, 13),
+                                                           (23, 13), (80, 80)])
+def test_split_dct_is_the_dense_one(monkeypatch, mel_num_bins, dct_num_features):
+    from kwsnb.features import mfcc as mfcc_module
+
+    monkeypatch.setattr(mfcc_module, "SPLIT_DCT", True)
+    layer = MFCC(mel_num_bins=mel_num_bins, dct_num_features=dct_num_features,
+                 mel_upper_edge_hertz=7600.0 if mel_num_bins > 30 else 4000.0)
+    assert (layer._dct["dense"] is None) == (mel_num_bins % 2 == 0)
+    log_mel = np.random.default_rng(0).normal(-5.0, 8.0, (3, 7, mel_num_bins)).astype(np.float32)
+    expected = log_mel.astype(np.float64) @ dct_matrix(mel_num_bins, dct_num_features)
+    np.testing.assert_allclose(layer.dct(tf.constant(log_mel)).numpy(), expected, atol=2e-4,
+                               rtol=0)
+    split = split_dct(mel_num_bins, dct_num_features)
+    assert (split["dense"] is None) == (mel_num_bins % 2 == 0)
+
+
+@pytest.mark.real_data
+def test_front_end_constants_are_compact(real_clips):
+    """The TFLite front end holds ~23 KB of constants (window, compact filterbank, DCT), not
+    the dense 485 x 80 filterbank (155 KB); it still matches the reference, and the layer's
+    only weights are the two saved with every model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kwsnb.export import front_end_constant_bytes
+
+    for num_samples in (16000, FRAME_SAMPLES):
+        audio = keras.Input(shape=(num_samples,), batch_size=1)
+        layer = MFCC(name="mfcc")
+        # A layer after the front end, as in a real model: the converter names the graph's
+        # output tensor after the signature, which would hide the DCT from the mfcc scope.
+        model = keras.Model(audio, keras.layers.Reshape((-1, 1))(layer(audio)))
+        content = _convert(model)
+        # window 640 + filterbank 2 x 485 weights + 2 x 485 int32 ids + DCT 80 x 40, float32
+        constant_bytes = front_end_constant_bytes(content, "mfcc")
+        assert 4 * (640 + 4 * 485 + 80 * 40) <= constant_bytes < 24_500, constant_bytes
+        assert len(content) < 30_000
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
+        clip = real_clips[:1, :num_samples]
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], clip)
+        interpreter.invoke()
+        features = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(features.reshape(1, -1, 40), reference.mfcc(clip),
+                                   atol=MFCC_TOLERANCE, rtol=0)
+    assert [w.path.split("/")[-1] for w in layer.weights] == ["coefficient_mean",
+                                                              "coefficient_scale"]
 
 
 @pytest.mark.real_data

@@ -12,6 +12,8 @@ from kwsnb.features.mfcc import (
     LOG_FLOOR,
     MFCC,
     PACKET_SAMPLES,
+    SPLIT_DCT,
+    compact_filterbank,
     dct_matrix,
     fft_length,
     frame_samples,
@@ -20,11 +22,14 @@ from kwsnb.features.mfcc import (
     num_frames,
     packet_samples,
     spectrogram_bin_range,
+    split_dct,
     validate_feature_flags,
 )
 
 __all__ = [
-    "FEATURE_DEFAULTS", "FRAME_SAMPLES", "LOG_FLOOR", "MFCC", "PACKET_SAMPLES", "dct_matrix",
-    "fft_length", "frame_samples", "hz_to_mel", "mel_weight_matrix", "num_frames",
-    "packet_samples", "reference", "spectrogram_bin_range", "validate_feature_flags",
+    "FEATURE_DEFAULTS", "FRAME_SAMPLES", "LOG_FLOOR", "MFCC", "PACKET_SAMPLES",
+    "SPLIT_DCT", "compact_filterbank", "dct_matrix", "fft_length", "frame_samples", "hz_to_mel",
+    "mel_weight_matrix", "num_frames",
+    "packet_samples", "reference", "spectrogram_bin_range", "split_dct",
+    "validate_feature_flags",
 ]

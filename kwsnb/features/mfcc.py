@@ -11,12 +11,18 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    directly, no square/sqrt round trip); with ``fft_magnitude_squared=False`` the input is
    ``|X|`` and the filterbank sums ``sqrt(|X|)``;
 4. the ``Mfcc`` op's triangular mel filterbank (mel = 1127 ln(1 + f/700), peak 1, no area
-   normalisation, only FFT bins in the op's start/end range) as a constant matmul;
+   normalisation, only FFT bins in the op's start/end range). Each bin feeds at most two
+   channels, so the filterbank is stored as two (channel id, weight) pairs per bin and applied
+   as MUL + UNSORTED_SEGMENT_SUM (``compact_filterbank``, ``MFCC.filterbank``), not as a dense
+   [485, 80] matmul: 7.8 KB of constants instead of 155 KB, same sums;
 5. ``log(max(mel, 1e-12))``;
 6. DCT-II scaled by ``sqrt(2 / mel_num_bins)`` on every row, first ``dct_num_features`` rows,
-   as a constant matmul;
+   as a constant matmul, or (``SPLIT_DCT = True``) as two half-size matmuls on the sum and
+   difference of the mel channels' two halves (the DCT matrix's even/odd symmetry,
+   ``split_dct``): half the constants, 1% more time per clip;
 7. ``(mfcc - coefficient_mean) * coefficient_scale``, two non-trainable weights (zeros and
-   ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio): every coefficient is
+   ones, the seed's MFCCs, until ``MFCC.adapt`` measures training audio), folded into the DCT's
+   matrices and bias (no op of its own, see ``MFCC.dct``): every coefficient is
    centred, and a coefficient that varies more than coefficient 1 does (in practice only
    coefficient 0, the log energy) is scaled down to coefficient 1's spread. ``kwsnb.train``
    adapts only with ``--normalize_features 1``; by default the layer is the seed's front end.
@@ -30,6 +36,12 @@ Both are *custom* ops in TFLite. This layer computes the same features from TFLi
    coefficients' large spreads. Capping only coefficient 0 keeps the others' spreads (88.0%),
    but not quite the seed's float accuracy at a short schedule, hence opt-in
    (docs/sc_lite9_findings.md).
+
+The front end's constants in TFLite total about 23 KB at the defaults (window 2.5 KB,
+filterbank 7.8 KB, DCT 12.8 KB, or 6.4 KB split; float32, because float16 weights would add
+errors of ~1e-4 of the log-mel values), against 168 KB with the dense filterbank, at the same
+accuracy and latency (measured: MFCC error against the reference unchanged at float32 rounding
+level).
 
 Frames are independent, so the layer streams exactly: one ``frame_samples`` window (the previous
 ``frame_samples - packet_samples`` samples plus the new packet) gives one frame.
@@ -58,6 +70,13 @@ FEATURE_DEFAULTS = {
 
 # The Mfcc op clamps the filterbank output to this before the log.
 LOG_FLOOR = 1e-12
+
+# DCT as two half-size matmuls on the even/odd symmetric parts (split_dct: half the DCT's
+# constants, 6.4 KB less at 40 coefficients, 4.8 KB at 30) or one dense matmul. Split costs 7
+# more TFLite ops: measured +1% per 1 s clip (0.459 vs 0.455 ms, tc_resnet tflite_float, 1
+# thread), nothing per 20 ms packet. Off, so that no latency gets worse; turn it on where
+# flash matters more than 5 us per clip. Read when an MFCC layer is created.
+SPLIT_DCT = False
 
 
 def hz_to_mel(frequency_hz):
@@ -218,6 +237,55 @@ def dct_matrix(mel_num_bins: int = FEATURE_DEFAULTS["mel_num_bins"],
     return math.sqrt(2.0 / mel_num_bins) * np.cos(np.pi / mel_num_bins * coefficient * channel)
 
 
+def compact_filterbank(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A [bins, channels] filterbank with at most two adjacent channels per bin, in compact form.
+
+    Returns ``(channels, values)``: int32 [2, bins] channel ids and float32 [2, bins, 1, 1]
+    weights such that ``filterbank[b, c] == sum of values[s, b] over the s with channels[s, b]
+    == c``. Slot 0 of bin b holds its lowest channel's weight, slot 1 the next channel's (0 and
+    the same channel where the bin feeds only one, or none). The Mfcc op's triangles overlap
+    pairwise, so every bin fits; ValueError if one does not.
+    """
+    weights = np.asarray(weights, np.float64)
+    bins, count = weights.shape
+    channels = np.zeros((2, bins), np.int32)
+    values = np.zeros((2, bins), np.float64)
+    previous = 0
+    for b in range(bins):
+        used = np.flatnonzero(weights[b])
+        if used.size > 2 or (used.size == 2 and used[1] != used[0] + 1):
+            raise ValueError(f"filterbank bin {b} feeds channels {used.tolist()}; the compact "
+                             "form takes at most two adjacent channels per bin")
+        first = int(used[0]) if used.size else previous
+        second = min(first + 1, count - 1) if used.size == 2 else first
+        channels[:, b] = first, second
+        values[:used.size, b] = weights[b, used]
+        previous = first
+    return channels, values.astype(np.float32)[:, :, np.newaxis, np.newaxis]
+
+
+def split_dct(mel_num_bins: int = FEATURE_DEFAULTS["mel_num_bins"],
+              dct_num_features: int = FEATURE_DEFAULTS["dct_num_features"]) -> dict:
+    """The op's DCT-II (``dct_matrix``) factored by its symmetry, for half the constants.
+
+    Row N-1-n of the DCT matrix is (-1)**k times row n in column k, so with N = mel_num_bins
+    even, ``low`` the first N/2 log-mel channels and ``high`` the last N/2 reversed: the even
+    coefficients are ``(low + high) @ even`` and the odd ones ``(low - high) @ odd``, both
+    [N/2, about K/2] float32; ``order`` (int32 [K]) puts ``concat([even, odd])`` back in
+    coefficient order. For odd N: ``{"dense": dct_matrix}`` (float32), the other keys None.
+    """
+    matrix = dct_matrix(mel_num_bins, dct_num_features)
+    if mel_num_bins % 2:
+        return {"dense": matrix.astype(np.float32), "even": None, "odd": None, "order": None}
+    half = mel_num_bins // 2
+    even_count = (dct_num_features + 1) // 2
+    order = np.empty(dct_num_features, np.int32)
+    order[0::2] = np.arange(even_count)
+    order[1::2] = even_count + np.arange(dct_num_features // 2)
+    return {"dense": None, "even": matrix[:half, 0::2].astype(np.float32),
+            "odd": matrix[:half, 1::2].astype(np.float32), "order": order}
+
+
 @keras.saving.register_keras_serializable(package="kwsnb")
 class MFCC(keras.layers.Layer):
     """Raw audio [batch, samples] -> MFCC [batch, frames, dct_num_features] (seed's mfcc_op).
@@ -225,7 +293,7 @@ class MFCC(keras.layers.Layer):
     ``frames = num_frames(samples)``: 49 for 16000 samples, exactly 1 for ``frame_samples`` (640)
     samples, which is how a streaming model uses it (a ring buffer of the previous
     ``frame_samples - packet_samples`` samples plus the new ``packet_samples`` packet).
-    The window, filterbank and DCT are constants of the graph; the two weights,
+    The window, compact filterbank and split DCT are constants of the graph; the two weights,
     ``coefficient_mean`` and ``coefficient_scale`` [dct_num_features] (non-trainable, zeros and
     ones by default: the seed's MFCCs), are set from data by ``adapt`` before training and saved
     with the model's weights.
@@ -257,11 +325,14 @@ class MFCC(keras.layers.Layer):
         num_bins = self.fft_length // 2 + 1
         self._bin_start, self._bin_end = spectrogram_bin_range(
             num_bins, sample_rate, mel_lower_edge_hertz, mel_upper_edge_hertz)
-        # Only the op's bin range has nonzero weights: slice it out to keep the matmul small.
-        self._mel_matrix = mel_weight_matrix(
+        # The filterbank as two (channel, weight) pairs per FFT bin of the op's range, summed by
+        # channel (compact_filterbank), and the DCT dense or split by its even/odd symmetry
+        # (SPLIT_DCT): 23 KB (or 17 KB) of constants instead of 168 KB of dense matrices.
+        self._mel_channels, self._mel_weights = compact_filterbank(mel_weight_matrix(
             num_bins, sample_rate, mel_num_bins, mel_lower_edge_hertz,
-            mel_upper_edge_hertz)[self._bin_start:self._bin_end + 1].astype(np.float32)
-        self._dct_matrix = dct_matrix(mel_num_bins, dct_num_features).astype(np.float32)
+            mel_upper_edge_hertz)[self._bin_start:self._bin_end + 1])
+        self._dct = (split_dct(mel_num_bins, dct_num_features) if SPLIT_DCT else
+                     {"dense": dct_matrix(mel_num_bins, dct_num_features).astype(np.float32)})
         # Periodic Hann (the AudioSpectrogram op's window): 0.5 - 0.5 cos(2 pi n / N).
         self._window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(self.frame_samples)
                                            / self.frame_samples)).astype(np.float32)
@@ -338,7 +409,8 @@ class MFCC(keras.layers.Layer):
         frame_count = self.num_frames(samples)
         blocks_per_step = self.packet_samples // block
         used = (frame_count - 1) * self.packet_samples + self.frame_samples
-        blocks = tf.reshape(audio[:, :used], [-1, used // block, block])
+        blocks = tf.reshape(audio if used == samples else audio[:, :used],
+                            [-1, used // block, block])
         last = (frame_count - 1) * blocks_per_step + 1
         parts = [blocks[:, offset:offset + last:blocks_per_step]
                  for offset in range(blocks_per_frame)]
@@ -354,15 +426,65 @@ class MFCC(keras.layers.Layer):
         if not self.flags["fft_magnitude_squared"]:
             # The op's spectrogram is then |X| and its filterbank takes sqrt of that.
             magnitude = tf.sqrt(magnitude)
-        mel = tf.matmul(magnitude, tf.constant(self._mel_matrix))
+        mel = self.filterbank(magnitude)
         return tf.math.log(tf.maximum(mel, LOG_FLOOR))
+
+    def filterbank(self, magnitude):
+        """[batch, frames, used bins] -> mel filterbank energies [batch, frames, mel_num_bins].
+
+        Each FFT bin feeds at most two channels (the falling side of one triangle, the rising
+        side of the next), so instead of a dense [bins, channels] matmul: bins to the front
+        (TRANSPOSE), times the two weights of each bin (MUL, broadcast to [2, bins, batch,
+        frames]), summed by channel (UNSORTED_SEGMENT_SUM with segment ids [2, bins]), channels
+        to the back (TRANSPOSE). A weight a bin does not have is 0 (its id is then any channel).
+        """
+        channels = tf.math.unsorted_segment_sum(
+            tf.constant(self._mel_weights) * tf.transpose(magnitude, [2, 0, 1]),
+            tf.constant(self._mel_channels), num_segments=self.flags["mel_num_bins"])
+        return tf.transpose(channels, [1, 2, 0])
+
+    def dct(self, log_mel, scale=None, bias=None):
+        """[..., mel_num_bins] -> [..., dct_num_features]: the op's DCT-II (see split_dct),
+        each coefficient k then times ``scale[k]`` plus ``bias[k]`` if given. The scale goes
+        into the DCT matrices and the bias into the matmuls' bias (constants once converted),
+        so the normalization adds no op; a separate MUL would be fused by the TFLite converter
+        into the body's first FULLY_CONNECTED, pulling that layer into the front end's scope
+        (kept float by the int8 export)."""
+        def matmul(x, matrix, columns):
+            matrix = tf.constant(matrix)
+            if scale is not None:
+                matrix = matrix * tf.gather(scale, columns)
+            y = tf.matmul(x, matrix)
+            return y if bias is None else y + tf.gather(bias, columns)
+
+        count = self.flags["dct_num_features"]
+        if self._dct["dense"] is not None:
+            return matmul(log_mel, self._dct["dense"], np.arange(count))
+        half = self.flags["mel_num_bins"] // 2
+        low, high = log_mel[..., :half], tf.reverse(log_mel[..., half:], axis=[-1])
+        even = matmul(low + high, self._dct["even"], np.arange(0, count, 2))
+        odd = matmul(low - high, self._dct["odd"], np.arange(1, count, 2))
+        return tf.gather(tf.concat([even, odd], axis=-1), self._dct["order"], axis=-1)
 
     def seed_mfcc(self, audio):
         """The seed's MFCCs [batch, frames, dct_num_features], before the normalization."""
-        return tf.matmul(self.log_mel_spectrogram(audio), tf.constant(self._dct_matrix))
+        return self.dct(self.log_mel_spectrogram(audio))
 
     def call(self, inputs):
-        return (self.seed_mfcc(inputs) - self.coefficient_mean) * self.coefficient_scale
+        # (seed_mfcc - coefficient_mean) * coefficient_scale, inside the DCT's matmuls.
+        scale = tf.convert_to_tensor(self.coefficient_scale)
+        mean = tf.convert_to_tensor(self.coefficient_mean)
+        log_mel = self.log_mel_spectrogram(inputs)
+        dense = self._dct["dense"]
+        if dense is None:
+            return self.dct(log_mel, scale, -mean * scale)
+        # Dense: the DCT's columns are orthogonal (squared norms 2, 1, 1, ...), so shifting the
+        # log-mel by -D (mean / norms) subtracts the mean from every coefficient. An ADD after
+        # the matmul would be fused by the converter into the body's first FULLY_CONNECTED;
+        # this one goes into the DCT's own.
+        norms = np.sum(dense.astype(np.float64) ** 2, axis=0).astype(np.float32)
+        shift = -tf.linalg.matvec(tf.constant(dense), mean / tf.constant(norms))
+        return self.dct(log_mel + shift, scale)
 
     def get_config(self):
         return {**super().get_config(), **self.flags}
