@@ -170,7 +170,7 @@ def tensor_keys(content: bytes) -> list[str | None]:
     for op in graph.operators:
         name_of = graph.tensors
         for o in op.outputs:
-            name = name_of[o].name.decode()
+            name = (name_of[o].name or b"").decode()
             if ":" not in name and "/" in name:
                 keys[o] = ";".join(_part_key(p) for p in name.split(";"))
         for o in op.outputs:
@@ -228,7 +228,7 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
             tensor = graph.tensors[o]
             if _range(tensor) is None:
                 continue
-            label = tensor.name.decode()
+            label = (tensor.name or b"").decode()
             computed = [i for i in activations if i not in graph_inputs and i in values]
             if name == "CONCATENATION" and len(computed) > 1:
                 # Branches joined (inception): the reference's range of the joined tensor, or
@@ -283,10 +283,10 @@ def float_body_ops(content: bytes, front_end: Iterable[str] = ()) -> list[str]:
     for op in graph.operators:
         name = _opcode(model, op)
         outputs = [graph.tensors[o] for o in op.outputs]
-        if name == "DEQUANTIZE" or any(t.name.decode() in front_end for t in outputs):
+        if name == "DEQUANTIZE" or any((t.name or b"").decode() in front_end for t in outputs):
             continue
         if any(t.type == schema.TensorType.FLOAT32 for t in outputs):
-            found.append(f"{name}:{outputs[0].name.decode()}")
+            found.append(f"{name}:{(outputs[0].name or b'').decode()}")
     return found
 
 
@@ -353,7 +353,7 @@ def repair_float_islands(content: bytes, reference: bytes,
             if name in ("QUANTIZE", "DEQUANTIZE") or len(op.outputs) != 1:
                 continue
             out = graph.tensors[op.outputs[0]]
-            if out.type != FLOAT32 or out.name.decode() in front_end:
+            if out.type != FLOAT32 or (out.name or b"").decode() in front_end:
                 continue
             key = keys[op.outputs[0]] or ""
             ref_op = ref_ops.get((key, name)) or ref_ops.get((key.split(";")[0], name))
@@ -404,7 +404,7 @@ def repair_float_islands(content: bytes, reference: bytes,
             out.type = INT8
             copy_quantization(out, ref_out)
             op.opcodeIndex = int8_codes.get(name, op.opcodeIndex)
-            repaired.append(f"{name}:{out.name.decode()}")
+            repaired.append(f"{name}:{(out.name or b'').decode()}")
             changed = True
     if not repaired:
         return content, []
