@@ -199,13 +199,10 @@ def test_train_0_reevaluates_and_refuses_another_model_or_label_set(trained_dir,
         pipeline.run(quick_argv(synthetic_dir, train_dir, model="tc_resnet"))
 
 
-@pytest.mark.slow
-def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_path):
-    train_dir = tmp_path / "run"
-    argv = quick_argv(synthetic_dir, train_dir, steps="60,60", interval=20,
-                      extra=["--normalize_features", "1"])
-    # Train in a child process and kill it (SIGKILL: no clean-up) after two validations.
-    child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *argv], cwd=REPO,
+def kill_after_two_epochs(argv, train_dir, env=None) -> None:
+    """Runs `python -m kwsnb.train ARGV` in a child process and kills it (SIGKILL: no clean-up)
+    once its backup holds two finished epochs."""
+    child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *argv], cwd=REPO, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metadata = train_dir / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 600
@@ -217,6 +214,15 @@ def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_pa
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_path):
+    train_dir = tmp_path / "run"
+    argv = quick_argv(synthetic_dir, train_dir, steps="60,60", interval=20,
+                      extra=["--normalize_features", "1"])
+    # Train in a child process and kill it (SIGKILL: no clean-up) after two validations.
+    kill_after_two_epochs(argv, train_dir)
     assert not (train_dir / training.LAST_WEIGHTS).exists(), "finished before it was killed"
     done = json.loads(metadata.read_text())["epoch"]
     assert 2 <= done < 6
@@ -403,18 +409,7 @@ def test_a_killed_mirrored_run_resumes_on_one_device(synthetic_dir, tmp_path):
     argv = quick_argv(synthetic_dir, train_dir, steps="40,40", interval=20)
     mirrored = [*argv[:-1], "--distribute", "mirrored", "--cpu_devices", "2", argv[-1]]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-m", "kwsnb.train", *mirrored], cwd=REPO, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metadata = train_dir / "backup" / "training_metadata.json"
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline and child.poll() is None:
-            if metadata.is_file() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
-                break
-            time.sleep(0.2)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    kill_after_two_epochs(mirrored, train_dir, env)
     assert not (train_dir / training.LAST_WEIGHTS).exists(), "finished before it was killed"
     assert json.loads((train_dir / training.FLAGS_FILE).read_text())["replicas"] == 2
 
