@@ -224,7 +224,7 @@ def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_pa
     # Train in a child process and kill it (SIGKILL: no clean-up) after two validations.
     kill_after_two_epochs(argv, train_dir)
     assert not (train_dir / training.LAST_WEIGHTS).exists(), "finished before it was killed"
-    done = json.loads(metadata.read_text())["epoch"]
+    done = json.loads((train_dir / "backup" / "training_metadata.json").read_text())["epoch"]
     assert 2 <= done < 6
 
     flags = training.train(training.parse_command_line(argv))
