@@ -45,6 +45,7 @@ front end's exact floats), it predicts as int8 does on every clip, with identica
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -74,6 +75,14 @@ class Ranges:
     by_key: dict[str, Range]
     # Keys of single name parts (fused ops join several names with ';'), for partial matches.
     by_part: dict[str, Range] = field(default_factory=dict)
+    # Keys without TensorFlow's uniquifying number, where unique (only ``get_loose`` uses them).
+    by_base: dict[str, Range] = field(default_factory=dict)
+    # Layers with a single tensor in the reference (only ``get_layer`` uses them).
+    by_layer: dict[str, Range] = field(default_factory=dict)
+
+    def get_layer(self, key: str) -> Range | None:
+        """The range of the reference's only tensor of ``key``'s layer (unfused keys only)."""
+        return None if ";" in key else self.by_layer.get(key.split("/", 1)[0])
 
     def get(self, key: str) -> Range | None:
         if key in self.by_key:
@@ -82,6 +91,11 @@ class Ranges:
             if part in self.by_part:
                 return self.by_part[part]
         return None
+
+    def get_loose(self, key: str) -> Range | None:
+        """``get``, else the range of the one key that differs only in its trailing number."""
+        found = self.get(key)
+        return found if found is not None else self.by_base.get(_base_key(key))
 
 
 @dataclass
@@ -200,7 +214,25 @@ def tensor_ranges(calibrated: bytes) -> Ranges:
             part_count[part] += 1
             by_part[part] = value
     # A part shared by several fused tensors is ambiguous: only full keys match it.
-    return Ranges(by_key, {p: v for p, v in by_part.items() if part_count[p] == 1})
+    by_base, base_count = {}, defaultdict(int)
+    for key, value in by_key.items():
+        base_count[_base_key(key)] += 1
+        by_base[_base_key(key)] = value
+    # The one tensor of a layer (a residual add, named Add in one graph and BiasAdd in another).
+    by_layer, layer_count = {}, defaultdict(int)
+    for key, value in by_key.items():
+        layer = key.split("/", 1)[0]
+        layer_count[layer] += 1
+        by_layer[layer] = value
+    return Ranges(by_key, {p: v for p, v in by_part.items() if part_count[p] == 1},
+                  {b: v for b, v in by_base.items() if base_count[b] == 1},
+                  {n: v for n, v in by_layer.items() if layer_count[n] == 1})
+
+
+def _base_key(key: str) -> str:
+    # TensorFlow makes op names unique with a number ("ExpandDims" / "ExpandDims1"), and which
+    # graph gets which number depends on the graph: the key without it, where that is unique.
+    return re.sub(r"\d+$", "", key)
 
 
 def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceReport]:
@@ -213,6 +245,27 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
     report = ForceReport()
     graph_inputs = set(graph.inputs)
     values: dict[int, Range] = {}
+
+    consumers: dict[int, list] = defaultdict(list)
+    for op in graph.operators:
+        for i in op.inputs:
+            if i >= 0:
+                consumers[i].append(op)
+
+    def ahead(index: int, depth: int = 6) -> Range | None:
+        """The reference range of a tensor that only moves ``index``'s values further on: the
+        converter names an op's output after the op it feeds when it folds a reshape into it
+        (a Dense output reshaped for the depthwise conv after it, mobilenet)."""
+        for op in consumers.get(index, ()):
+            if _opcode(model, op) not in PASSTHROUGH_OPS:
+                continue
+            for o in op.outputs:
+                found = reference.get_loose(keys[o]) if keys[o] is not None else None
+                if found is None and depth > 1:
+                    found = ahead(o, depth - 1)
+                if found is not None:
+                    return found
+        return None
 
     def set_range(index: int, value: Range) -> None:
         values[index] = value
@@ -261,6 +314,10 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
                         if i in graph_inputs:
                             set_range(i, value)
                 report.matched.append(label)
+            elif (found := ahead(o)) is not None or (
+                    keys[o] is not None and (found := reference.get_layer(keys[o])) is not None):
+                set_range(o, found)
+                report.propagated.append(label)
             else:
                 values[o] = _range(tensor)
                 report.unmatched.append(label)

@@ -21,7 +21,9 @@ import pytest
 from conftest import REPO_ROOT
 from test_export import WORDS, clips, small_model  # noqa: F401 (clips: a fixture)
 
-ARCHITECTURES = ("svdf", "tc_resnet", "svdf_resnet")
+# One per family, and mobilenet_v2: its Dense outputs and residual adds are named differently
+# in the stream graph (matched through the reshapes ahead, and by layer).
+ARCHITECTURES = ("svdf", "tc_resnet", "svdf_resnet", "mobilenet_v2")
 TEST_EXCLUDE = ("go", "on", "off")  # SC-lite-9: the words the models were not trained on
 STREAM_CLIPS = 400
 MIN_AGREEMENT = 0.995
