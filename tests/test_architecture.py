@@ -18,6 +18,7 @@ LONG_MODULES_WITH_ONE_JOB = {
     "kwsnb.export": "TFLite conversion of every format",
     "kwsnb.plots": "the figures the notebooks show",
     "kwsnb.micro": "microcontroller export: features-in models checked in TFLM, written as C",
+    "kwsnb.quantize": "one int8 calibration per model, forced into every int8 format",
 }
 
 
