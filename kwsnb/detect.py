@@ -520,15 +520,18 @@ DEFAULT_SMOOTHINGS_MS = (0.0, 100.0, 200.0, 400.0, 700.0)
 
 
 def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hour: float = 10.0,
+                           target_miss_rate: float = 0.1,
                            smoothings_ms: Sequence[float] = DEFAULT_SMOOTHINGS_MS,
                            thresholds: Sequence[float] | None = None) -> dict:
     """The smoothing and threshold with the lowest miss rate at most
     ``max_false_accepts_per_hour`` false accepts per hour on ``result``'s recording (re-scored
     from its raw posteriors; run :func:`detect` on a *validation* recording, never on the one you
-    report). When no setting meets the false-accept budget, the one with the fewest false accepts
-    (then the fewest misses) is chosen and ``met`` is False. Returns ``{"smoothing_ms",
-    "threshold", "miss_rate", "false_accepts_per_hour", "met", "sweep"}``; ``sweep`` lists every
-    (smoothing, threshold) tried, for a plot (``kwsnb.plots.detection_tradeoff``).
+    report). A setting that finds no word never counts. When no setting meets the false-accept
+    budget, ``met`` is False and the setting nearest the target is chosen: the least
+    ``miss_rate / target_miss_rate + false_accepts_per_hour / max_false_accepts_per_hour`` (the
+    fewest false accepts alone would be a detector that never fires). Returns ``{"smoothing_ms", "threshold", "miss_rate",
+    "false_accepts_per_hour", "met", "sweep"}``; ``sweep`` lists every (smoothing, threshold)
+    tried, for a plot (``kwsnb.plots.detection_tradeoff``).
     """
     if thresholds is None:
         thresholds = np.round(np.arange(0.3, 0.991, 0.025), 3)
@@ -537,12 +540,16 @@ def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hou
         smoothed = rescore(result, smoothing_ms=float(smoothing_ms))
         for row in sweep_thresholds(smoothed, thresholds):
             sweep.append({"smoothing_ms": float(smoothing_ms), **row})
-    within = [row for row in sweep if row["false_accepts_per_hour"] <= max_false_accepts_per_hour]
+    # A setting that never finds a word meets any false-accept budget, and helps nobody.
+    within = [row for row in sweep if row["false_accepts_per_hour"] <= max_false_accepts_per_hour
+              and row["miss_rate"] < 1.0]
     if within:
         best = min(within, key=lambda r: (r["miss_rate"], r["false_accepts_per_hour"],
                                           -r["threshold"]))
     else:
-        best = min(sweep, key=lambda r: (r["false_accepts_per_hour"], r["miss_rate"]))
+        best = min([row for row in sweep if row["miss_rate"] < 1.0] or sweep, key=lambda r: (
+            r["miss_rate"] / max(target_miss_rate, 1e-9)
+            + r["false_accepts_per_hour"] / max(max_false_accepts_per_hour, 1e-9)))
     return {"smoothing_ms": best["smoothing_ms"], "threshold": best["threshold"],
             "miss_rate": best["miss_rate"],
             "false_accepts_per_hour": best["false_accepts_per_hour"], "met": bool(within),

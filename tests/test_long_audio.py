@@ -371,12 +371,15 @@ def test_choose_operating_point_takes_the_fewest_misses_within_the_false_accept_
     assert (point["smoothing_ms"], point["threshold"]) == (100, 0.5)
     assert point["met"] and point["miss_rate"] == 0 and point["false_accepts_per_hour"] == 0
     assert len(point["sweep"]) == 6
-    # A budget nothing meets: the fewest false accepts, then the fewest misses.
-    times, noisy = _posteriors(600, [(1.2, 1.6, "yes"), (20.0, 21.0, "up")])
+    # A budget nothing meets: the setting nearest the target, not a detector that never fires
+    # (threshold 1.01 would have no false accept and miss everything).
+    times, noisy = _posteriors(600, [(1.2, 1.6, "yes"), (3.2, 3.6, "no"), (20.0, 21.0, "up")])
+    noisy[(times > 6.1) & (times < 6.5)] = [0.45, 0, 0, 0, 0, 0.55]  # "down", weakly
     loud = detect.score_posteriors(times, noisy, LABELS, events, 600, raw_posteriors=noisy)
-    point = detect.choose_operating_point(loud, max_false_accepts_per_hour=0,
-                                          smoothings_ms=(0,), thresholds=[0.5, 0.9])
-    assert not point["met"] and point["false_accepts_per_hour"] == pytest.approx(6.0)
+    point = detect.choose_operating_point(loud, max_false_accepts_per_hour=1,
+                                          smoothings_ms=(0,), thresholds=[0.5, 0.9, 1.01])
+    assert not point["met"] and point["threshold"] == 0.5
+    assert point["miss_rate"] == 0 and point["false_accepts_per_hour"] == pytest.approx(6.0)
 
 
 def test_plot_draws_the_timeline():
