@@ -18,7 +18,8 @@ reports stale ones, as ``tests/test_notebooks.py`` does):
   full recipe; ``quick = True`` selects ``QUICK`` (a few minutes on 2 CPU cores).
 
 Helpers the notebooks call: ``settings`` (full recipe or quick preset), ``prepare_data`` (the
-data source parameter to a data folder), ``test_clips`` (the clips a train_dir is scored on).
+data source parameter to a data folder), ``train`` (trains, or reuses a finished run),
+``test_clips`` (the clips a train_dir is scored on).
 """
 from __future__ import annotations
 
@@ -188,6 +189,31 @@ def prepare_data(source: str, data_dir, quick: bool = False, progress: bool = Tr
     if progress:
         print(f"data in {folder}: {summary.describe()}")
     return Path(folder)
+
+
+def train(argv: Sequence[str]) -> dict:
+    """Trains the seed's command line ``argv`` (``kwsnb.seed.seed_command``), or, when its
+    train_dir already holds a finished run (``kwsnb.train.finished_run``), uses that run as it
+    is: a notebook pointed at a trained model (e.g. the repository's ``models/``) shows its
+    results without training again. Returns the run's flags."""
+    from kwsnb import train as training
+
+    requested = training.parse_command_line(list(argv))
+    finished = training.finished_run(requested["train_dir"])
+    if finished is None:
+        return training.train(requested)
+    if finished["model_name"] != requested["model_name"]:
+        raise training.TrainError(f"{requested['train_dir']} holds a finished "
+                                  f"{finished['model_name']} run, not {requested['model_name']}: "
+                                  "choose another models_dir")
+    steps = finished["how_many_training_steps"]
+    minutes = (finished.get("training_seconds") or 0) / 60
+    note = ("" if steps == requested["how_many_training_steps"] else
+            f" (this notebook's settings ask for {requested['how_many_training_steps']})")
+    print(f"{requested['train_dir']} holds a finished run: {steps} steps{note}, "
+          f"{minutes:.1f} min of training. Training skipped; delete the folder or choose "
+          "another models_dir to train again.")
+    return finished
 
 
 def test_clips(flags: dict, test_dir=None, exclude: str | Sequence[str] = ()):

@@ -63,7 +63,8 @@ class _View:
         if self.handles is None:
             self.handles = [display(obj, display_id=True) for obj in objects]
             return
-        for handle, obj in zip(self.handles, objects):
+        # Last first: the caption (shown first) changes when everything below it has.
+        for handle, obj in reversed(list(zip(self.handles, objects))):
             handle.update(obj)
 
 
@@ -109,6 +110,8 @@ def clip_browser(data_dir, sample_rate: int = SAMPLE_RATE, interactive: bool = T
 
     from kwsnb.data import scan_folder
 
+    from IPython.display import Markdown
+
     folder = scan_folder(data_dir)
     words = sorted(folder.words)
     view = _View()
@@ -116,7 +119,10 @@ def clip_browser(data_dir, sample_rate: int = SAMPLE_RATE, interactive: bool = T
     def show(word: str, index: int) -> None:
         path = folder.words[word][index]
         clip = _load(path, sample_rate)
-        view.show(_audio(clip, sample_rate), _clip_figure(path, clip, sample_rate, feature_flags))
+        caption = Markdown(f"**{word}**, clip {index + 1} of {len(folder.words[word])}: "
+                           f"`{path.parent.name}/{path.name}`")
+        view.show(caption, _audio(clip, sample_rate),
+                  _clip_figure(path, clip, sample_rate, feature_flags))
 
     widgets = _ipywidgets() if interactive else None
     controls = None
@@ -217,10 +223,15 @@ def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
              for i in range(len(clips))]
     view = _View()
 
-    def show(clip, title, true_label=None, note=""):
-        figure = _prediction_figure(predict(clip), clip, label_names, title, true_label,
-                                    sample_rate)
-        view.show(Markdown(note or f"**{title}**"), _audio(clip, sample_rate), figure)
+    def show(clip, title, true_label=None):
+        probs = predict(clip)
+        figure = _prediction_figure(probs, clip, label_names, title, true_label, sample_rate)
+        best = int(np.argmax(probs))
+        verdict = f"**{title}**: the model says **{label_names[best]}** ({100 * probs[best]:.0f}%)"
+        if true_label is not None:
+            verdict += " — right" if best == true_label else \
+                f" — wrong, it is {label_names[true_label]}"
+        view.show(Markdown(verdict), _audio(clip, sample_rate), figure)
 
     def show_clip(i: int):
         show(clips[i], f"clip {names[i]}", None if clip_labels is None else int(clip_labels[i]))

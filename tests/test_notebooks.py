@@ -169,6 +169,36 @@ def test_prepare_data_uses_an_existing_folder(synthetic_dir, tmp_path):
         notebooks.prepare_data("", tmp_path / "nothing", progress=False)
 
 
+def test_a_finished_run_is_used_as_it_is(tmp_path, capsys):
+    """The repository's tc_resnet run: notebooks.train returns its flags without reading data
+    or touching its weights, whatever steps the notebook asks for; a run whose log stops
+    short (killed) is not finished; another model in the folder is an error."""
+    import shutil
+
+    from kwsnb import train as training
+
+    models_dir = tmp_path / "models"
+    shutil.copytree(REPO / "models" / "tc_resnet", models_dir / "tc_resnet")
+    weights = models_dir / "tc_resnet" / training.BEST_WEIGHTS
+    before = weights.read_bytes()
+    argv = seed.seed_command("tc_resnet", str(tmp_path / "no_data_here"), str(models_dir))
+    flags = notebooks.train(argv)
+    assert flags["how_many_training_steps"] == "3000,1000" and flags["labels"][2] == "yes"
+    said = capsys.readouterr().out
+    assert "holds a finished run: 3000,1000 steps (this notebook's settings ask for " \
+           "20000,20000,20000,20000)" in said and "Training skipped" in said
+    assert weights.read_bytes() == before
+
+    shutil.copytree(models_dir / "tc_resnet", models_dir / "svdf")
+    with pytest.raises(training.TrainError, match="finished tc_resnet run, not svdf"):
+        notebooks.train(seed.seed_command("svdf", str(tmp_path), str(models_dir)))
+
+    log = models_dir / "tc_resnet" / training.TRAINING_LOG
+    log.write_text("\n".join(log.read_text().splitlines()[:-1]) + "\n")  # last epoch lost
+    assert training.finished_run(models_dir / "tc_resnet") is None
+    assert training.finished_run(tmp_path / "empty") is None
+
+
 def test_uploads_become_their_loudest_second(synthetic_dir, tmp_path):
     from kwsnb import widgets
     from kwsnb.data import load_clip
@@ -236,11 +266,12 @@ def test_data_notebook_makes_and_shows_a_synthetic_set(tmp_path, monkeypatch):
     assert players.count("<audio") >= 10 + 1 + 7 + 4  # keywords, browser, noises, augmentation
 
 
-def check_architecture_run(notebook, train_dir: Path, name: str, run: notebooks.Settings):
+def check_architecture_run(notebook, train_dir: Path, name: str, run: notebooks.Settings,
+                           report_name: str = "report.json"):
     from kwsnb import models
 
     assert_no_errors(notebook)
-    report = json.loads((train_dir / "report.json").read_text())
+    report = json.loads((train_dir / report_name).read_text())
     assert report["model"] == name
     # SEED_PARAMS counts the seed's 12 labels; the logits layer follows the run's label count.
     expected = models.count_params(models.build(name, label_count=len(report["labels"])))
@@ -319,8 +350,11 @@ def test_notebooks_on_real_speech(real_train_dir, real_test_dir, tmp_path, monke
                        data_dir=str(real_train_dir), models_dir=str(models_dir),
                        wanted_words=SC_LITE9_WORDS, test_dir=str(real_test_dir),
                        test_exclude="go,on,off", quick=True)
-    check_architecture_run(notebook, models_dir / "tc_resnet", "tc_resnet", notebooks.QUICK)
     test_report_name = f"report_{real_test_dir.name}.json"
+    check_architecture_run(notebook, models_dir / "tc_resnet", "tc_resnet", notebooks.QUICK,
+                           report_name=test_report_name)
+    # One evaluation, on the test folder the notebook is about (not the training set's split).
+    assert not (models_dir / "tc_resnet" / "report.json").exists()
     test_report = json.loads((models_dir / "tc_resnet" / test_report_name).read_text())
     assert test_report["test_set"]["exclude"] == ["go", "on", "off"]
     assert test_report["test_set"]["clips"] > 1500

@@ -17,13 +17,14 @@ from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, OFFICIAL_
                                parse_model_flags, resolved_model_flags)
 from kwsnb.train.distribute import is_chief
 from kwsnb.train.loop import (ADAPTATION_CLIPS, Stages, adapt_front_end, build_model,
+                              finished_run,
                               learning_rate_schedule, load_trained_model, train,
                               validation_interval)
 
 __all__ = [
     "ADAPTATION_CLIPS", "BEST_WEIGHTS", "FLAGS_FILE", "LAST_WEIGHTS", "OFFICIAL_V2_URL",
     "TRAINING_LOG", "Stages", "TrainError", "adapt_front_end", "build_model", "evaluation_flags",
-    "expected_labels", "is_chief", "learning_rate_schedule", "load_flags", "load_trained_model",
+    "expected_labels", "finished_run", "is_chief", "learning_rate_schedule", "load_flags", "load_trained_model",
     "parse_command_line", "parse_flag_value", "parse_model_flags", "resolved_model_flags",
     "train", "validation_interval",
 ]

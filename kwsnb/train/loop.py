@@ -152,6 +152,27 @@ def _drop_log_rows_from(log_path: Path, epoch: int) -> None:
         writer.writerows(kept)
 
 
+def finished_run(train_dir: str | Path) -> dict[str, Any] | None:
+    """The flags of a training run in ``train_dir`` that ran all its steps (flags.json, best
+    weights and one training-log row per validation interval), else None. A finished run is
+    used as it is: ``kwsnb.notebooks.train`` skips training it again."""
+    train_dir = Path(train_dir)
+    if not ((train_dir / FLAGS_FILE).is_file() and (train_dir / BEST_WEIGHTS).is_file()):
+        return None
+    flags = load_flags(train_dir)
+    try:
+        stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
+        interval = validation_interval(stages.total, int(flags["eval_step_interval"]))
+    except (KeyError, TypeError, ValueError, TrainError):
+        return None
+    log_path = train_dir / TRAINING_LOG
+    if not log_path.is_file():
+        return None
+    with log_path.open(newline="") as f:
+        epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch")}
+    return flags if len(epochs) >= stages.total // interval else None
+
+
 def _best_validation_so_far(log_path: Path) -> float | None:
     if not log_path.is_file():
         return None

@@ -118,13 +118,14 @@ data_dir = notebooks.prepare_data(data_source, data_dir, quick=quick)
 # The seed's command line, run by `kwsnb.train` (only the steps change in the quick preset).
 # It keeps the weights with the best validation accuracy, logs to TensorBoard
 # (`models_dir/{{name}}/logs`) and resumes where it stopped if the kernel dies: run the cell
-# again.
+# again. A `models_dir` that already holds a finished {{name}} run (the repository's `models/`
+# does) is used as it is: training is skipped.
 
 # %%
 argv = seed.seed_command(MODEL, str(data_dir), str(models_dir), steps=run.steps,
                          learning_rates=run.learning_rates,
                          extra=run.training_flags(wanted_words, distribute))
-flags = training.train(training.parse_command_line(argv))
+flags = notebooks.train(argv)
 train_dir = Path(flags["train_dir"])
 
 # %%
@@ -161,29 +162,18 @@ plots.confusion_matrix(test_labels, predictions, labels, title=f"{MODEL} on {tes
 #   (external state) or kept inside (internal state).
 #
 # Latency is the median of single-threaded LiteRT calls on this machine (per clip, or per
-# 20 ms packet for stream formats).
+# 20 ms packet for stream formats). The clips are the test clips above; the report is written
+# to `report.json` in the train_dir (`report_<folder>.json` with `test_dir` set).
 
 # %%
-report = evaluate.evaluate_train_dir(train_dir, formats=run.formats,
+report = evaluate.evaluate_train_dir(train_dir, test_dir=test_dir,
+                                     exclude=test_exclude.split(","), formats=run.formats,
                                      stream_clips=run.stream_clips,
                                      latency_runs=run.latency_runs, progress=False)
 plots.report_table(report)
 
 # %%
 plots.report_chart(report);
-
-# %% [markdown]
-# With `test_dir` set, the same measurements on that folder (written to
-# `report_<folder>.json` beside `report.json`):
-
-# %%
-if test_dir:
-    test_report = evaluate.evaluate_train_dir(train_dir, test_dir=test_dir,
-                                              exclude=test_exclude.split(","),
-                                              formats=run.formats,
-                                              stream_clips=run.stream_clips,
-                                              latency_runs=run.latency_runs, progress=False)
-    display(plots.report_table(test_report))
 
 # %% [markdown]
 # ## Streaming
