@@ -16,6 +16,7 @@ Stages, in the direction data flows (docs/architecture.md):
     kwsnb.micro      features-in int8 models for TFLite Micro, as C arrays
     kwsnb.pipeline   train -> export -> evaluate (``python -m kwsnb.train``)
     kwsnb.plots, kwsnb.widgets, kwsnb.notebooks, kwsnb.demo   what notebooks show
+    kwsnb.showcase   the notebooks run on the trained models, with outputs, in docs/notebooks/
 """
 __version__ = "0.1.0"
 

@@ -111,6 +111,7 @@ def test_kwsnb_has_no_import_cycle():
     ("kwsnb.runtime", "kwsnb.export"), ("kwsnb.evaluate", "kwsnb.pipeline"),
     ("kwsnb.detect", "kwsnb.plots"), ("kwsnb.data", "kwsnb.train"),
     ("kwsnb.pipeline", "kwsnb.sweep"), ("kwsnb.notebooks", "kwsnb.sweep"),
+    ("kwsnb.notebooks", "kwsnb.showcase"), ("kwsnb.evaluate", "kwsnb.showcase"),
 ])
 def test_a_lower_stage_never_reaches_a_higher_one(lower, higher):
     graph = import_graph(module_files())

@@ -137,7 +137,7 @@ plots.training_curves(train_dir, title=f"{MODEL}: training");
 # The trained Keras model on the test clips (the data set's testing split, or `test_dir`):
 # rows are the true labels, columns what the model said.
 
-# %%
+# %% tags=["figure:confusion"]
 model, flags = training.load_trained_model(train_dir)
 labels = flags["labels"]
 test_audio, test_labels, test_name = notebooks.test_clips(flags, test_dir, test_exclude)
@@ -208,7 +208,7 @@ Markdown(f"{run.stream_format} over {summary['duration_s'] / 60:.1f} min: "
          f"{100 * summary['miss_rate']:.0f}%), {summary['false_accepts']} false accepts "
          f"({summary['false_accepts_per_hour']:.0f} per hour).")
 
-# %%
+# %% tags=["figure:detection"]
 detection.plot(max_seconds=60);
 
 # %%

@@ -58,7 +58,7 @@ plots.comparison_table(rows)
 # is a hollow dot of the same colour (the seed published no MACs). Up and to the left is
 # better.
 
-# %%
+# %% tags=["figure:comparison"]
 plots.comparison_charts(rows);
 
 # %%
