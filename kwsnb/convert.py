@@ -361,3 +361,120 @@ def strip_tensor_names(model_content: bytes, front_end_name: str | None = "mfcc"
     builder = flatbuffers.Builder(len(model_content))
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+# ---------------------------------------------------------------------------------------------
+# Smaller flatbuffers: the same graph without what no interpreter reads
+# ---------------------------------------------------------------------------------------------
+
+def compact_flatbuffer(model_content: bytes) -> bytes:
+    """The same model in fewer bytes (1-7 KB of a 40-80 KB kwsnb model; see
+    ``benchmarks/tflite_size_breakdown.py``). Nothing an interpreter computes changes:
+
+    * tensors no op, graph input/output or signature reads (float weights that
+      ``kwsnb.quantize.repair_float_islands`` replaced: 5.8 KB in tc_resnet's int8 stream)
+      and buffers no tensor uses are dropped;
+    * every tensor without constant data (activations) points at the empty buffer 0, as the
+      schema allows, instead of an empty buffer of its own;
+    * the converter's metadata (CONVERSION_METADATA, min_runtime_version) and description go;
+    * empty quantization tables and ``has_rank`` of tensors with a non-empty shape (implied)
+      are left out;
+    * equal vectors (shapes, scales, zero points, operator inputs) and equal quantization tables
+      are written once and shared: flatbuffer offsets may point at the same object, as
+      ``flatc``'s shared strings do.
+
+    Constants' bytes, alignment and tensor order of the remaining tensors are kept. LiteRT and
+    TensorFlow Lite Micro read the result (tests/test_export.py, tests/test_micro.py)."""
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+
+    def has_data(index: int) -> bool:
+        data = model.buffers[index].data if 0 <= index < len(model.buffers) else None
+        return data is not None and len(data) > 0
+
+    signatures = defaultdict(list)
+    for signature in model.signatureDefs or []:
+        signatures[signature.subgraphIndex].append(signature)
+    for number, graph in enumerate(model.subgraphs):
+        used = set(graph.inputs) | set(graph.outputs)
+        for op in graph.operators:
+            for field in (op.inputs, op.outputs, op.intermediates):
+                used.update(int(i) for i in (field if field is not None else ()) if i >= 0)
+        for signature in signatures[number]:
+            used.update(t.tensorIndex for t in (signature.inputs or []) + (signature.outputs or []))
+        kept = sorted(used)
+        new_index = {old: new for new, old in enumerate(kept)}
+        remap = lambda indices: (None if indices is None else np.array(  # noqa: E731
+            [new_index[int(i)] if i >= 0 else int(i) for i in indices], dtype=np.int32))
+        graph.tensors = [graph.tensors[i] for i in kept]
+        graph.inputs, graph.outputs = remap(graph.inputs), remap(graph.outputs)
+        for op in graph.operators:
+            op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
+            op.intermediates = remap(op.intermediates) if op.intermediates is not None else None
+        for signature in signatures[number]:
+            for t in (signature.inputs or []) + (signature.outputs or []):
+                t.tensorIndex = new_index[t.tensorIndex]
+        for tensor in graph.tensors:
+            if not tensor.isVariable and not has_data(tensor.buffer):
+                tensor.buffer = 0
+            q = tensor.quantization
+            if q is not None and q.scale is None and q.min is None and q.max is None \
+                    and q.details is None:
+                tensor.quantization = None
+            if tensor.shape is not None and len(tensor.shape):
+                tensor.hasRank = False
+
+    model.metadata, model.description = None, None
+    buffers = [0] + sorted({t.buffer for g in model.subgraphs for t in g.tensors} - {0})
+    if has_data(0):
+        raise ExportError("compact_flatbuffer: buffer 0 holds data (not a TFLite flatbuffer "
+                          "the converter wrote)")
+    new_buffer = {old: new for new, old in enumerate(buffers)}
+    model.buffers = [model.buffers[i] for i in buffers]
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            tensor.buffer = new_buffer[tensor.buffer]
+    return pack_shared(model)
+
+
+def pack_shared(model) -> bytes:
+    """Serializes a ``ModelT``, writing equal vectors (but not constant data, which keeps one
+    buffer per tensor) and equal quantization tables once."""
+    import flatbuffers
+
+    from kwsnb.runtime import TFLITE_IDENTIFIER
+
+    schema = tflite_schema()
+
+    class SharingBuilder(flatbuffers.Builder):
+        def __init__(self, size):
+            super().__init__(size)
+            self.vectors, self.tables = {}, {}
+
+        def CreateNumpyVector(self, x):  # noqa: N802 - flatbuffers' name
+            if x.dtype == np.uint8:  # buffer data and custom options
+                return super().CreateNumpyVector(x)
+            key = (x.dtype.str, x.tobytes())
+            if key not in self.vectors:
+                self.vectors[key] = super().CreateNumpyVector(x)
+            return self.vectors[key]
+
+    pack_quantization = schema.QuantizationParametersT.Pack
+
+    def shared_quantization(self, builder):
+        if not isinstance(builder, SharingBuilder) or self.details is not None:
+            return pack_quantization(self, builder)
+        key = tuple(None if v is None else (np.asarray(v).dtype.str, np.asarray(v).tobytes())
+                    for v in (self.min, self.max, self.scale, self.zeroPoint)) \
+            + (self.quantizedDimension, self.detailsType)
+        if key not in builder.tables:
+            builder.tables[key] = pack_quantization(self, builder)
+        return builder.tables[key]
+
+    builder = SharingBuilder(1024)
+    schema.QuantizationParametersT.Pack = shared_quantization
+    try:
+        builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    finally:
+        schema.QuantizationParametersT.Pack = pack_quantization
+    return bytes(builder.Output())
