@@ -123,3 +123,57 @@ def test_size_breakdown_accounts_for_the_file(capsys):
     assert ("front end", "FLOAT32") in info["groups"]
     tflite_size_breakdown.main([str(MODELS_DIR / "tc_resnet" / "tflite_int8" / "model.tflite")])
     assert "constant buffers" in capsys.readouterr().out
+
+
+def test_int16_rows_keep_row_sums_and_steps():
+    from kwsnb import convert
+    from kwsnb.features import dct_matrix
+
+    matrix = dct_matrix(80, 40).T.astype(np.float32)  # FULLY_CONNECTED layout [out, in]
+    codes, scale = convert._int16_rows(matrix, keep_row_sums=True)
+    assert codes.dtype == np.int16 and np.abs(codes).max() <= 32767
+    assert np.abs(codes * scale - matrix).max() <= scale  # at most one step off
+    np.testing.assert_array_equal(codes.sum(axis=1, dtype=np.int64),
+                                  np.round(matrix.astype(np.float64).sum(axis=1) / scale))
+
+
+def _front_end_only(samples: int = 16000) -> bytes:
+    import keras
+
+    from kwsnb import convert
+    from kwsnb.features import MFCC
+
+    audio = keras.Input((samples,), batch_size=1, name="audio")
+    return convert.convert_model(keras.Model(audio, MFCC()(audio)), "front end")
+
+
+def test_int16_mel_weights_halve_their_bytes_and_keep_the_mfccs(real_test_dir):
+    from kwsnb import convert
+    from kwsnb.runtime import operator_names
+
+    content = _front_end_only()
+    names = convert.front_end_tensor_names(content)
+    smaller = convert.compact_flatbuffer(convert.int16_front_end_constants(content, names))
+    assert "DEQUANTIZE" in operator_names(smaller)
+    # 485 x 2 weights: 3,880 bytes float32, 1,940 int16.
+    assert len(convert.compact_flatbuffer(content)) - len(smaller) > 1700  # op, tensor: ~140 B
+    assert convert.front_end_constant_bytes(smaller) \
+        == convert.front_end_constant_bytes(content) - 1940
+    convert.check_front_end_float(smaller, convert.front_end_tensor_names(smaller), "front end")
+    # Applied twice: nothing left to do.
+    assert convert.int16_front_end_constants(smaller, convert.front_end_tensor_names(smaller)) \
+        == smaller
+
+    import soundfile as sf
+
+    files = sorted(real_test_dir.glob("*/*.wav"))[:20]
+    audio = np.zeros((len(files), 16000), np.float32)
+    for row, path in enumerate(files):
+        clip = sf.read(path, dtype="float32")[0][:16000]
+        audio[row, :len(clip)] = clip
+    for clip in audio:
+        feed = {"audio": clip[np.newaxis]}
+        (float_mfcc,), (int16_mfcc,) = (list(_outputs(c, feed).values())
+                                        for c in (content, smaller))
+        # MFCCs span about -350..+50; float32 rounding alone gives ~3e-4.
+        np.testing.assert_allclose(int16_mfcc, float_mfcc, atol=5e-4, rtol=0)
