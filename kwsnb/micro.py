@@ -240,6 +240,15 @@ def _tflm_runtime():
     return runtime
 
 
+def tflm_available() -> bool:
+    """Whether TensorFlow Lite Micro's Python interpreter (``tflite-micro``) is installed."""
+    try:
+        _tflm_runtime()
+    except MicroError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def _captured_output(sink: list):
     """Collects what C++ code writes to file descriptors 1 and 2 (TFLM reports errors and
@@ -818,10 +827,31 @@ def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | Non
         write_c_array(content, out_dir, ident,
                       comment=f"{meta['size_bytes']} bytes; inputs, outputs and states: "
                               f"{ident}.json and README.md")
+        meta["files"] = [f"{ident}{suffix}" for suffix in (".tflite", ".cc", ".h", ".json")]
         (out_dir / f"{ident}.json").write_text(json.dumps(meta, indent=2))
         metadata[kind] = meta
     (out_dir / "README.md").write_text(_readme(name, metadata))
     return metadata
+
+
+def summary_markdown(metadata: Mapping[str, Mapping]) -> str:
+    """A Markdown table of ``export_micro``'s models: size, TFLM arena, the MFCC input."""
+    rows = ["| model | bytes | TensorFlow Lite Micro | input (int8) | files |",
+            "|---|---:|---|---|---|"]
+    for kind, meta in metadata.items():
+        tflm = meta.get("tflm")
+        if tflm is None:
+            runs = "not checked (pip install tflite-micro)"
+        elif tflm.get("runs"):
+            runs = f"runs, arena {tflm['arena_min_bytes'] / 1024:.1f} KB"
+        else:
+            runs = f"fails: {tflm.get('error')}"
+        spec = meta["inputs"][FEATURES_INPUT]
+        shape = "x".join(str(d) for d in spec["shape"])
+        files = ", ".join(meta.get("files", []))
+        rows.append(f"| {kind} | {meta['size_bytes']:,} | {runs} | MFCCs {shape}, scale "
+                    f"{spec['scale']:.4g}, zero point {spec['zero_point']} | {files} |")
+    return "\n".join(rows)
 
 
 def _parser() -> argparse.ArgumentParser:

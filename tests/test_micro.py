@@ -15,6 +15,7 @@ on the logits. ``MAX_LOGIT_STEPS`` bounds that; the first op is checked to one s
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -337,6 +338,12 @@ def test_cli_writes_both_models_as_c_sources(tflm, real_train_dir, tmp_path, cap
         assert meta["inputs"]["features"]["index"] == 0 or kind == micro.STREAM
     non_stream = (MODELS_DIR / "svdf" / "tflite_features_int8" / "model.tflite").read_bytes()
     assert (out / "svdf_features_int8.tflite").read_bytes() == non_stream  # runs in TFLM: reused
+    summary = micro.summary_markdown(
+        {kind: json.loads((out / f"svdf_{kind}.json").read_text()) for kind in micro.MICRO_FORMATS})
+    assert re.search(r"\| features_int8 \| [\d,]+ \| runs, arena [\d.]+ KB \| MFCCs 1x49x40, "
+                     r"scale [\d.e-]+, zero point -?\d+ \| svdf_features_int8.tflite, "
+                     r"svdf_features_int8.cc, svdf_features_int8.h", summary), summary
+    assert "| stream_features_int8 |" in summary and "MFCCs 1x1x40" in summary
     readme = (out / "README.md").read_text()
     for needed in ("svdf_0_state", "zero_point", "coefficient_mean", "1024-point FFT",
                    "_silence_, _unknown_, yes", "interpreter.input(index)"):

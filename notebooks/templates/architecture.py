@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Audio, Markdown
 
-from kwsnb import detect, evaluate, models, notebooks, plots, seed, streaming, widgets
+from kwsnb import detect, evaluate, micro, models, notebooks, plots, seed, streaming, widgets
 from kwsnb.long_audio import make_long_recording
 from kwsnb import train as training
 
@@ -174,6 +174,20 @@ plots.report_table(report)
 
 # %%
 plots.report_chart(report);
+
+# %% [markdown]
+# ### For a microcontroller
+#
+# TensorFlow Lite Micro runs the body with int8 MFCCs in (the device computes the MFCCs, as
+# `README.md` in the folder below explains): the non-stream model and a streaming one fed one
+# MFCC frame per 20 ms, each as a `.tflite` file and a C source/header pair to compile into
+# firmware. With `tflite-micro` installed each is run in TFLM's own interpreter and its
+# smallest arena measured.
+
+# %%
+micro_dir = train_dir / "micro"
+micro_models = micro.export_micro(train_dir, micro_dir, check=micro.tflm_available())
+Markdown(micro.summary_markdown(micro_models))
 
 # %% [markdown]
 # ## Streaming
