@@ -186,7 +186,8 @@ plots.report_chart(report);
 
 # %%
 micro_dir = train_dir / "micro"
-micro_models = micro.export_micro(train_dir, micro_dir, check=micro.tflm_available())
+micro_models = micro.export_micro(train_dir, micro_dir, data_dir=str(data_dir),
+                                  check=micro.tflm_available())
 Markdown(micro.summary_markdown(micro_models))
 
 # %% [markdown]
