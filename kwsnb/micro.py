@@ -162,9 +162,14 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+        # Per-tensor weights, as every kwsnb int8 format (fewer quantization tables).
+        converter._experimental_disable_per_channel = not convert.INT8_PER_CHANNEL
 
-    return convert.convert_model(body, "streaming features-in int8 model", configure,
-                              input_signature=signature)
+    content = convert.convert_model(body, "streaming features-in int8 model", configure,
+                                    input_signature=signature)
+    # Firmware and the metadata address tensors by signature name and position: the tensor
+    # names, the converter's metadata and unused tensors are dead weight on a microcontroller.
+    return convert.compact_flatbuffer(convert.strip_tensor_names(content, None))
 
 
 # ---------------------------------------------------------------------------------------------
