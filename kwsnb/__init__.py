@@ -7,6 +7,7 @@ Stages, in the direction data flows (docs/architecture.md):
     kwsnb.models     the eight architectures and ``build(name, **flags)``
     kwsnb.streaming  conversion between training, non-stream and streaming modes
     kwsnb.train      the seed's command lines and training recipe
+    kwsnb.flatbuffer graph rewrites of a converted model that keep its outputs bit-identical
     kwsnb.convert    Keras -> TFLite conversion primitives
     kwsnb.quantize   one int8 calibration shared by every int8 format
     kwsnb.export     every TFLite format, written to folders

@@ -3,7 +3,8 @@ errors, batch-1 signatures, where the front end sits in a TFLite graph, streamin
 and the inputs calibration sees.
 
 ``kwsnb.quantize`` (one int8 calibration for every int8 format) and ``kwsnb.export`` (the
-formats, written to folders) build on it; it needs only ``kwsnb.runtime`` and ``kwsnb.layers``.
+formats, written to folders) build on it; it needs only ``kwsnb.runtime``, ``kwsnb.flatbuffer``
+and ``kwsnb.layers``.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from kwsnb.flatbuffer import pack_shared
 from kwsnb.runtime import (ExportError, as_audio, check_builtin_ops, make_interpreter,
                            signature_details, stream_packets, tflite_schema)
 
@@ -442,49 +444,6 @@ def compact_flatbuffer(model_content: bytes) -> bytes:
         for tensor in graph.tensors:
             tensor.buffer = new_buffer[tensor.buffer]
     return pack_shared(model)
-
-
-def pack_shared(model) -> bytes:
-    """Serializes a ``ModelT``, writing equal vectors (but not constant data, which keeps one
-    buffer per tensor) and equal quantization tables once."""
-    import flatbuffers
-
-    from kwsnb.runtime import TFLITE_IDENTIFIER
-
-    schema = tflite_schema()
-
-    class SharingBuilder(flatbuffers.Builder):
-        def __init__(self, size):
-            super().__init__(size)
-            self.vectors, self.tables = {}, {}
-
-        def CreateNumpyVector(self, x):  # noqa: N802 - flatbuffers' name
-            if x.dtype == np.uint8:  # buffer data and custom options
-                return super().CreateNumpyVector(x)
-            key = (x.dtype.str, x.tobytes())
-            if key not in self.vectors:
-                self.vectors[key] = super().CreateNumpyVector(x)
-            return self.vectors[key]
-
-    pack_quantization = schema.QuantizationParametersT.Pack
-
-    def shared_quantization(self, builder):
-        if not isinstance(builder, SharingBuilder) or self.details is not None:
-            return pack_quantization(self, builder)
-        key = tuple(None if v is None else (np.asarray(v).dtype.str, np.asarray(v).tobytes())
-                    for v in (self.min, self.max, self.scale, self.zeroPoint)) \
-            + (self.quantizedDimension, self.detailsType)
-        if key not in builder.tables:
-            builder.tables[key] = pack_quantization(self, builder)
-        return builder.tables[key]
-
-    builder = SharingBuilder(1024)
-    schema.QuantizationParametersT.Pack = shared_quantization
-    try:
-        builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    finally:
-        schema.QuantizationParametersT.Pack = pack_quantization
-    return bytes(builder.Output())
 
 
 # The front end's mel filterbank weights (a MUL's 4-D constant, 3.9 KB float32) stored as int16

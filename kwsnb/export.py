@@ -69,6 +69,7 @@ from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_
                            front_end_inputs, front_end_tensor_names, representative_subset,
                            stream_logits_output, stream_state_pairs, strip_tensor_names,
                            tensor_name, compact_flatbuffer, int16_front_end_constants)
+from kwsnb.flatbuffer import drop_identity_ops, fewer_reshapes
 from kwsnb.quantize import SharedQuantization
 from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
                            describe_io, operator_names, tflite_schema)
@@ -316,6 +317,10 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
             # The mel weights as int16 (convert.FRONT_END_INT16_MIN_ELEMENTS): 1.9 KB less.
             content = int16_front_end_constants(content, front_end_tensor_names(
                 content, front_end_layer(model).name))
+        if name == "tflite_features_int8":
+            # Time layers' tensors kept 4-D between the 2-D ops (kwsnb.flatbuffer): 12-23 fewer
+            # RESHAPEs, 1.0-1.9 KB less in the four largest models, outputs bit-identical.
+            content = fewer_reshapes(drop_identity_ops(content)[0])[0]
         content = compact_flatbuffer(strip_tensor_names(
             content, None if name == "tflite_features_int8" else front_end_layer(model).name))
         folder = out_dir / name

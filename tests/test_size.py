@@ -177,3 +177,37 @@ def test_int16_mel_weights_halve_their_bytes_and_keep_the_mfccs(real_test_dir):
                                         for c in (content, smaller))
         # MFCCs span about -350..+50; float32 rounding alone gives ~3e-4.
         np.testing.assert_allclose(int16_mfcc, float_mfcc, atol=5e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["inception", "svdf_resnet", "mobilenet_v2"])
+def test_fewer_reshapes_keeps_features_int8_outputs_bit_identical(arch):
+    """kwsnb.flatbuffer: 4-D tensors between the 2-D ops, identity ops dropped; the same int8
+    logits in LiteRT (and, when installed, TFLM) for random int8 MFCCs, fewer ops and bytes."""
+    from kwsnb import convert, flatbuffer
+    from kwsnb.runtime import tflite_schema
+
+    content = _committed(arch, "tflite_features_int8")
+    new = convert.compact_flatbuffer(
+        flatbuffer.fewer_reshapes(flatbuffer.drop_identity_ops(content)[0])[0])
+    assert flatbuffer.fewer_reshapes(new)[1] == 0  # nothing left to do
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        feed = _random_feed(content) if _ == 0 else {
+            k: rng.integers(-128, 128, v.shape).astype(np.int8) for k, v in feed.items()}
+        old_out, new_out = _outputs(content, feed), _outputs(new, feed)
+        assert all(np.array_equal(old_out[k], new_out[k]) for k in old_out)
+    schema = tflite_schema()
+    count = lambda c: len(schema.ModelT.InitFromPackedBuf(c, 0).subgraphs[0].operators)  # noqa
+    assert count(new) < count(content) and len(new) < len(content)
+    try:
+        from tflite_micro.python.tflite_micro import runtime as tflm
+    except ImportError:
+        return
+    (x,) = feed.values()
+    results = []
+    for c in (content, new):
+        interpreter = tflm.Interpreter.from_bytes(c, arena_size=200_000)
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+        results.append(interpreter.get_output(0).copy())
+    assert np.array_equal(*results)
