@@ -231,6 +231,15 @@ def _audio_seconds(output) -> list[float]:
         " {once: true}); el.load(); })))")
 
 
+def _press_play(page, output) -> None:
+    """Clicks the player's play button (its left end) and checks the clip really plays."""
+    player = output.locator("audio").first
+    box = player.bounding_box()
+    player.click(position={"x": min(24, box["width"] / 2), "y": box["height"] / 2})
+    page.wait_for_function("el => !el.paused && el.currentTime > 0 || el.ended",
+                           arg=player.element_handle(), timeout=10_000)
+
+
 def _no_widget_errors(page) -> None:
     text = page.locator(".jp-Notebook").inner_text()
     assert "Error displaying widget" not in text
@@ -276,6 +285,7 @@ def test_clip_browser_follows_the_word_and_the_slider(page, clips_dir):
     expect(output.locator(".widget-readout")).to_have_text("2")
     expect(_first_image(output)).not_to_have_attribute("src", word_image)
     assert _audio_seconds(output) == [pytest.approx(1.0, abs=0.01)]
+    _press_play(page, output)
     output.screenshot(path=str(OUTPUT_DIR / "clip_browser.png"))
     _no_widget_errors(page)
 
