@@ -23,9 +23,10 @@ Presets (``--preset``; the committed models and table use ``default``):
 * ``long``: the same RECIPE and learning-rate shape, twice the steps:
   ``--how_many_training_steps 6000,2000 --learning_rate 0.001,0.0002`` (8,000 steps, about
   6.5-7.5 min of training per model on the 2-core machine for tc_resnet and svdf). Chosen on the
-  validation split on tc_resnet (+1.8 points) and svdf (+3.4); TTS unknown words, a higher
-  --unknown_percentage and --use_spec_augment were not chosen (docs/sc_lite9_findings.md,
-  finding 8).
+  validation split on tc_resnet (+1.8 points) and svdf (+2.2 against the default run again);
+  TTS unknown words lowered validation accuracy, --unknown_percentage above 10 and
+  --use_spec_augment change nothing here (docs/sc_lite9_findings.md, finding 8). Longer
+  schedules: ``--preset long --steps 12000,4000``.
 
 A preset's steps and flags go into the results doc's header. An architecture already trained in
 ``--models_dir`` with other recipe flags is refused, not reported as done.
