@@ -419,3 +419,12 @@ def test_a_killed_mirrored_run_resumes_on_one_device(synthetic_dir, tmp_path):
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert sorted(set(epochs)) == [0, 1, 2, 3] and len(epochs) == len(set(epochs))
     training.load_trained_model(train_dir, training.LAST_WEIGHTS)
+
+
+def test_spec_augment_flag_warns_that_it_is_not_applied(tmp_path):
+    """The seed's flag is accepted, but no model applies the masks yet: the run says so."""
+    argv = ["--data_dir", str(tmp_path), "--train_dir", str(tmp_path / "run"),
+            "--use_spec_augment", "1", "--eval_step_interval", "0", "tc_resnet"]
+    with pytest.warns(UserWarning, match="--use_spec_augment 1 is not applied"), \
+            pytest.raises(training.TrainError, match="eval_step_interval"):
+        training.train(training.parse_command_line(argv))

@@ -93,7 +93,8 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     # kwsnb's addition (kwsnb.features.MFCC.adapt); 0 keeps the seed's MFCCs.
     "normalize_features": (int, 0, "1: centre the MFCCs and cap coefficient 0's spread before "
                                    "training (int8 then tracks float; see docs)"),
-    "use_spec_augment": (int, 0, "1: SpecAugment-style time/frequency masking while training"),
+    "use_spec_augment": (int, 0, "SpecAugment masking while training: accepted but not "
+                                 "applied yet (a warning says so)"),
     "time_masks_number": (int, 2, "SpecAugment time masks"),
     "time_mask_max_size": (int, 10, "SpecAugment longest time mask (frames)"),
     "frequency_masks_number": (int, 2, "SpecAugment frequency masks"),
