@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import shutil
 import sys
@@ -49,11 +48,12 @@ class ShowcaseError(RuntimeError):
     """What the reader of the command's output must fix (missing data or models)."""
 
 
-def _trained_architectures(models_dir: Path) -> list[str]:
+def _trained_architectures(models_dir: Path) -> dict[str, dict]:
+    """{architecture: flags} of the finished runs in ``models_dir``."""
     from kwsnb import train as training
 
-    return [name for name in notebooks._architectures()
-            if training.finished_run(models_dir / name) is not None]
+    runs = {name: training.finished_run(models_dir / name) for name in notebooks._architectures()}
+    return {name: flags for name, flags in runs.items() if flags is not None}
 
 
 def parameters(name: str, wanted_words: str) -> dict:
@@ -127,8 +127,7 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
     if missing:
         raise ShowcaseError(f"no finished run in {models_dir} for {', '.join(missing)}: train "
                             "it first (benchmarks/sc_lite9.py)")
-    flags = json.loads((models_dir / trained[0] / "flags.json").read_text()) if trained else {}
-    wanted_words = flags.get("wanted_words") or None
+    wanted_words = next(iter(trained.values()), {}).get("wanted_words") or None
     names.sort(key=lambda n: (n == "compare_30k", all_names.index(n)))
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,8 +136,7 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
     with tempfile.TemporaryDirectory(prefix="kwsnb_showcase_") as scratch:
         root = Path(scratch)
         _scratch(root, models_dir, shared_data, trained)
-        environment = {"MPLBACKEND": None}  # the kernel's inline backend draws the PNGs
-        saved = {key: os.environ.pop(key, None) for key in environment}
+        backend = os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend draws PNGs
         try:
             for name in names:
                 started = time.monotonic()
@@ -160,9 +158,8 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
                 if progress:
                     print(f"{name}: {time.monotonic() - started:.0f} s -> {target}", flush=True)
         finally:
-            for key, value in saved.items():
-                if value is not None:
-                    os.environ[key] = value
+            if backend is not None:
+                os.environ["MPLBACKEND"] = backend
     return written
 
 

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from kwsnb import notebooks, showcase
+from test_notebooks import outputs as _outputs  # every output of one MIME type
 
 REPO = Path(__file__).resolve().parents[1]
 RENDERED = REPO / "docs" / "notebooks"
@@ -25,17 +26,6 @@ RENDERED = REPO / "docs" / "notebooks"
 def _code(notebook) -> list[str]:
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"
             and "injected-parameters" not in cell.metadata.get("tags", [])]
-
-
-def _outputs(notebook, kind: str) -> list:
-    found = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if kind == "stream" and output.output_type == "stream":
-                found.append(output.text)
-            elif kind in output.get("data", {}):
-                found.append(output.data[kind])
-    return found
 
 
 @pytest.mark.parametrize("name", notebooks.notebook_names())
