@@ -92,6 +92,7 @@ class Settings:
     recording_seconds: float
     synthetic_speakers: int
     synthetic_words: tuple[str, ...] | None
+    recipe: str = "seed"
 
     def training_flags(self, wanted_words: str | None = None,
                        distribute: str | None = None) -> list[str]:
@@ -105,10 +106,13 @@ class Settings:
         return flags
 
     def _repr_markdown_(self) -> str:
+        shown = " ".join(flag or "''" for flag in self.extra_flags)
+        recipe = ("" if self.recipe == "seed" else
+                  f" Recipe `{self.recipe}`: the seed's command line followed by `{shown}`.")
         if not self.quick:
             steps = self.steps or "the seed's 20000,20000,20000,20000"
             return (f"**Full recipe**: {steps} training steps, every TFLite format, "
-                    f"{self.recording_seconds / 60:g} min long recording.")
+                    f"{self.recording_seconds / 60:g} min long recording.{recipe}")
         return (f"**Quick preset** (a smoke run, not a result): {self.steps} training steps "
                 f"({' '.join(self.extra_flags)}), formats {', '.join(self.formats or ())}, "
                 f"{self.stream_clips} clips per stream format, {self.latency_runs} latency runs, "
@@ -129,16 +133,29 @@ QUICK = Settings(quick=True, steps="60,60", learning_rates="0.001,0.0005",
                  synthetic_words=QUICK_SYNTHETIC_WORDS)
 
 
+RECIPES = ("seed", "sc_lite9")
+
+
 def settings(quick: bool = False, training_steps: str | None = None,
-             learning_rates: str | None = None) -> Settings:
+             learning_rates: str | None = None, recipe: str = "seed") -> Settings:
     """The full recipe or the quick preset, with the notebook's steps / learning rates.
 
+    ``recipe``: ``"seed"`` (the seed's flags) or ``"sc_lite9"`` (docs/results_sc_lite9.md's:
+    ``kwsnb.seed.sc_lite9_recipe()``'s flags and, unless quick, its steps and learning rates).
     Learning rates left out follow the steps: the preset's (or the seed's) first rates, one per
     stage, the last repeated when there are more stages.
     """
     from kwsnb import seed
 
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe = {recipe!r}: use one of {', '.join(map(repr, RECIPES))}")
     chosen = QUICK if quick else FULL
+    if recipe == "sc_lite9":
+        steps, rates, flags = seed.sc_lite9_recipe()
+        chosen = dataclasses.replace(
+            chosen, recipe=recipe, extra_flags=(*flags, *chosen.extra_flags),
+            steps=chosen.steps if quick else steps,
+            learning_rates=chosen.learning_rates if quick else rates)
     if training_steps is None and learning_rates is None:
         return chosen
     steps = training_steps or chosen.steps

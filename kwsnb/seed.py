@@ -275,6 +275,48 @@ xception
 }
 
 
+# SC-lite-9 (../shared/data/README.md): labels _silence_, _unknown_ and these seven words, trained
+# on speech_commands_lite and tested on speech_commands_test_lite without go, on and off. Its
+# recipe is each architecture's seed command line followed by these flags (they win), with a
+# preset's steps and learning rates (benchmarks/sc_lite9.py, docs/results_sc_lite9.md).
+SC_LITE9_WORDS = "yes,no,up,down,left,right,stop"
+SC_LITE9_TEST_EXCLUDE = "go,on,off"
+SC_LITE9_FLAGS = [
+    "--data_url", "",
+    "--wanted_words", SC_LITE9_WORDS,
+    "--eval_step_interval", "500",
+    # The lite set's six noise files are quiet (RMS 0.003-0.006) but the test folder's silence
+    # is loud (median RMS 0.02, 90th percentile 0.22): noise files are rescaled to RMS 0.1,
+    # mixed into keywords at gain U(0, 0.1) (the seed's background_volume) and into silence
+    # examples at U(0, 1); validation silence is seeded noise, not zeros (as the test's is).
+    "--background_rms", "0.1",
+    "--silence_volume", "1.0",
+    "--eval_silence_noise", "1",
+    # The front end centres the MFCCs and caps coefficient 0's spread: int8 then tracks float
+    # (docs/sc_lite9_findings.md, finding 1).
+    "--normalize_features", "1",
+]
+SC_LITE9_PRESETS = {
+    # The committed models: 8,000 steps, and the training split's 164 real unknown-word clips
+    # repeated up to the seed's 10% of keyword examples (docs/sc_lite9_findings.md, finding 9).
+    "default": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
+                "extra": ["--unknown_with_replacement", "1"]},
+    # The recipe of the models committed before finding 9: 4,000 steps, about half the time.
+    "short": {"steps": "3000,1000", "learning_rates": "0.001,0.0002", "extra": []},
+    # Finding 8's candidate: 8,000 steps, each unknown-word clip once.
+    "long": {"steps": "6000,2000", "learning_rates": "0.001,0.0002", "extra": []},
+}
+
+
+def sc_lite9_recipe(preset: str = "default") -> tuple[str, str, list[str]]:
+    """(steps, learning_rates, flags) of an SC-lite-9 preset: SC_LITE9_FLAGS, then its own."""
+    if preset not in SC_LITE9_PRESETS:
+        raise ValueError(f"unknown SC-lite-9 preset {preset!r}; one of "
+                         f"{', '.join(SC_LITE9_PRESETS)}")
+    chosen = SC_LITE9_PRESETS[preset]
+    return chosen["steps"], chosen["learning_rates"], [*SC_LITE9_FLAGS, *chosen["extra"]]
+
+
 def seed_command(name: str, data_dir: str, models_dir: str, steps: str | None = None,
                  learning_rates: str | None = None, extra: list[str] | None = None) -> list[str]:
     """The seed's command line for ``name`` as an argv list for ``python -m kwsnb.train``.

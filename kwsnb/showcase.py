@@ -64,7 +64,8 @@ def parameters(name: str, wanted_words: str) -> dict:
     if name == "compare_30k":
         return {"models_dir": "models", "report_name": f"report_{TEST_FOLDER}.json"}
     return {"data_source": train_data, "data_dir": train_data, "models_dir": "models",
-            "wanted_words": wanted_words, "test_dir": test_data, "test_exclude": TEST_EXCLUDE}
+            "wanted_words": wanted_words, "test_dir": test_data, "test_exclude": TEST_EXCLUDE,
+            "recipe": "sc_lite9"}
 
 
 def _scratch(root: Path, models_dir: Path, shared_data: Path, names: Sequence[str]) -> None:

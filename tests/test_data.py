@@ -211,11 +211,47 @@ def test_extra_unknown_dir_adds_training_unknowns_only(synthetic_dir, common_wor
     assert extra.extra_unknown_dir == common_words_dir.resolve()
 
 
-def test_extra_unknown_dir_refuses_keywords_and_says_when_it_runs_short(synthetic_dir,
-                                                                        common_words_dir):
-    with pytest.raises(ValueError, match=r"extra_unknown_dir .* keywords no, up, yes: .*never be labelled"):
-        _load(synthetic_dir, "yes,no,up", extra_unknown_dir=synthetic_dir,
+def test_extra_unknown_dir_skips_keyword_folders(synthetic_dir, tmp_path):
+    """A TTS Speech Commands folder (keywords and all) can feed _unknown_: its folders of the
+    wanted words are skipped, so no keyword clip is ever labelled _unknown_."""
+    extra = _load(synthetic_dir, "yes,no,up", extra_unknown_dir=synthetic_dir,
+                  extra_unknown_percentage=50)
+    plain = _load(synthetic_dir, "yes,no,up")
+    added = extra.label_counts["training"][data.UNKNOWN_WORD_LABEL] - \
+        plain.label_counts["training"][data.UNKNOWN_WORD_LABEL]
+    assert added > 0
+    audio, labels = extra.arrays("training")
+    keyword_clips = {hashlib.sha1((data.load_clip(path) * 32768).round().astype(np.int16)
+                                  .tobytes()).hexdigest()
+                     for word, files in data.scan_folder(synthetic_dir).words.items()
+                     if word in ("yes", "no", "up") for path in files}
+    tail = (audio[-added:] * 32768).round().astype(np.int16)
+    assert not any(hashlib.sha1(clip.tobytes()).hexdigest() in keyword_clips for clip in tail)
+    only_keywords = tmp_path / "only_keywords"
+    (only_keywords / "yes").mkdir(parents=True)
+    for path in sorted(data.scan_folder(synthetic_dir).words["yes"])[:2]:
+        (only_keywords / "yes" / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match=r"only_keywords has no word folders other than the keywords \(yes\)"):
+        _load(synthetic_dir, "yes,no,up", extra_unknown_dir=only_keywords,
               extra_unknown_percentage=10)
+
+
+def test_unknown_with_replacement_repeats_the_training_pool_only(synthetic_dir):
+    plain = _load(synthetic_dir, "yes,no,up", unknown_percentage=1000)
+    repeated = _load(synthetic_dir, "yes,no,up", unknown_percentage=1000,
+                     unknown_with_replacement=True)
+    known = sum(plain.label_counts["training"][w] for w in ("yes", "no", "up"))
+    pool = plain.label_counts["training"][data.UNKNOWN_WORD_LABEL]
+    assert pool < known * 10  # the fixture's pool is short of 1000%
+    assert repeated.label_counts["training"][data.UNKNOWN_WORD_LABEL] == known * 10
+    audio, labels = repeated.arrays("training")
+    distinct = {clip.tobytes() for clip in audio[labels == 1]}
+    assert len(distinct) == pool  # the same clips, repeated
+    for split in ("validation", "testing"):
+        np.testing.assert_array_equal(repeated.arrays(split)[0], plain.arrays(split)[0])
+
+
+def test_extra_unknown_dir_says_when_it_runs_short(synthetic_dir, common_words_dir):
     with pytest.warns(UserWarning, match="30 training clips, fewer than"):
         short = _load(synthetic_dir, "yes,no,up", extra_unknown_dir=common_words_dir,
                       extra_unknown_percentage=500)

@@ -81,8 +81,9 @@ def test_parameters_cell_defaults_are_the_seed_recipe(name):
         return
     assert values["training_steps"] is None and values["learning_rates"] is None
     assert values["wanted_words"] is None and values["test_dir"] is None
-    assert values["distribute"] == "none"
-    run = notebooks.settings(values["quick"], values["training_steps"], values["learning_rates"])
+    assert values["distribute"] == "none" and values["recipe"] == "seed"
+    run = notebooks.settings(values["quick"], values["training_steps"], values["learning_rates"],
+                             values["recipe"])
     assert run == notebooks.FULL and run.formats is None
     argv = seed.seed_command(name, "D", values["models_dir"], steps=run.steps,
                              learning_rates=run.learning_rates, extra=run.training_flags())
@@ -162,6 +163,31 @@ def test_settings_quick_preset_and_custom_steps():
     assert notebooks.FULL.training_flags(None, "tpu") == ["--distribute", "tpu"]
 
 
+def test_settings_sc_lite9_recipe_is_the_committed_models_recipe():
+    """recipe = "sc_lite9": the notebook's command line is benchmarks/sc_lite9.py's (default
+    preset), which trained the repository's models/; quick keeps its few steps."""
+    from kwsnb.train.flags import parse_command_line
+
+    run = notebooks.settings(False, recipe="sc_lite9")
+    argv = seed.seed_command("svdf", "D", "M", steps=run.steps,
+                             learning_rates=run.learning_rates, extra=run.training_flags())
+    steps, rates, flags = seed.sc_lite9_recipe()
+    assert argv == seed.seed_command("svdf", "D", "M", steps=steps, learning_rates=rates,
+                                     extra=flags)
+    parsed = parse_command_line(argv)
+    committed = json.loads((REPO / "models" / "svdf" / "flags.json").read_text())
+    for name in ("how_many_training_steps", "learning_rate", "wanted_words", "background_rms",
+                 "unknown_with_replacement", "normalize_features"):
+        assert parsed[name] == committed[name], name
+    assert "Recipe `sc_lite9`" in run._repr_markdown_() and "--data_url ''" in \
+        run._repr_markdown_()
+    quick = notebooks.settings(True, recipe="sc_lite9")
+    assert quick.steps == notebooks.QUICK.steps
+    assert quick.extra_flags[-4:] == notebooks.QUICK.extra_flags  # the quick flags win
+    with pytest.raises(ValueError, match="recipe = 'sc_lite'"):
+        notebooks.settings(False, recipe="sc_lite")
+
+
 def test_prepare_data_uses_an_existing_folder(synthetic_dir, tmp_path):
     assert notebooks.prepare_data("speech_commands", synthetic_dir, progress=False) == \
         synthetic_dir  # already a Speech Commands layout: no download
@@ -183,9 +209,9 @@ def test_a_finished_run_is_used_as_it_is(tmp_path, capsys):
     before = weights.read_bytes()
     argv = seed.seed_command("tc_resnet", str(tmp_path / "no_data_here"), str(models_dir))
     flags = notebooks.train(argv)
-    assert flags["how_many_training_steps"] == "3000,1000" and flags["labels"][2] == "yes"
+    assert flags["how_many_training_steps"] == "6000,2000" and flags["labels"][2] == "yes"
     said = capsys.readouterr().out
-    assert "holds a finished run: 3000,1000 steps (this notebook's settings ask for " \
+    assert "holds a finished run: 6000,2000 steps (this notebook's settings ask for " \
            "20000,20000,20000,20000)" in said and "Training skipped" in said
     assert weights.read_bytes() == before
 

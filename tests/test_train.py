@@ -421,10 +421,34 @@ def test_a_killed_mirrored_run_resumes_on_one_device(synthetic_dir, tmp_path):
     training.load_trained_model(train_dir, training.LAST_WEIGHTS)
 
 
-def test_spec_augment_flag_warns_that_it_is_not_applied(tmp_path):
-    """The seed's flag is accepted, but no model applies the masks yet: the run says so."""
-    argv = ["--data_dir", str(tmp_path), "--train_dir", str(tmp_path / "run"),
-            "--use_spec_augment", "1", "--eval_step_interval", "0", "tc_resnet"]
-    with pytest.warns(UserWarning, match="--use_spec_augment 1 is not applied"), \
-            pytest.raises(training.TrainError, match="eval_step_interval"):
-        training.train(training.parse_command_line(argv))
+def test_spec_augment_masks_training_features_only(real_train_dir):
+    """--use_spec_augment 1: the front end masks spans of frames and coefficients of real
+    speech while training; inference (and every export, built with training off) is unchanged."""
+    import tensorflow as tf
+
+    from kwsnb import data
+    from kwsnb.streaming import front_end_layer
+
+    clips = sorted(data.scan_folder(real_train_dir).words["yes"])[:8]
+    audio = tf.constant(np.stack([data.load_clip(path) for path in clips]))
+    flags = training.parse_command_line(["--use_spec_augment", "1", "--time_masks_number", "2",
+                                         "--time_mask_max_size", "10",
+                                         "--frequency_masks_number", "2",
+                                         "--frequency_mask_max_size", "5", "tc_resnet"])
+    model = training_loop.build_model({**flags, "model_flags": {**flags["model_flags"],
+                                                                 "label_count": 9}})
+    front_end = front_end_layer(model)
+    plain = front_end(audio, training=True).numpy()  # no transform yet: training changes nothing
+    training_loop.mask_features_while_training(model, flags)
+    np.testing.assert_array_equal(front_end(audio, training=False).numpy(), plain)
+    np.testing.assert_array_equal(front_end(audio).numpy(), plain)
+    masked = front_end(audio, training=True).numpy()
+    assert masked.shape == plain.shape == (8, 49, 30)
+    zeroed = (masked == 0) & (plain != 0)
+    assert zeroed.any(axis=(1, 2)).sum() >= 6  # widths are drawn from [0, max): most get masks
+    # A masked frame is zero across every coefficient, a masked coefficient across every frame.
+    frames, coefficients = (masked == 0).all(axis=2), (masked == 0).all(axis=1)
+    assert (zeroed == (frames[:, :, None] | coefficients[:, None, :]) & (plain != 0)).all()
+    assert frames.sum(axis=1).max() <= 2 * 9 and coefficients.sum(axis=1).max() <= 2 * 4
+    np.testing.assert_array_equal(model(audio, training=False).numpy(),
+                                  model(audio).numpy())

@@ -156,8 +156,11 @@ class SpeechCommands:
     gain instead of zeros), ``volume_resample`` (seed flag, default 0),
     ``extra_unknown_dir`` / ``extra_unknown_percentage`` (more ``_unknown_`` training examples from
     another Speech Commands-layout folder, e.g. ``python -m data_setup.synthetic --words common``:
-    ceil(pct% x training keyword clips) of its training clips, drawn at random; training split
-    only, so validation and testing stay the real data's), and loading options ``progress``,
+    ceil(pct% x training keyword clips) of its training clips, drawn at random, its folders of
+    wanted words skipped; training split only, so validation and testing stay the real data's),
+    ``unknown_with_replacement`` (when the training split has fewer unknown-word clips than
+    ``unknown_percentage`` asks for, repeat them until it has that many: each repeat is augmented
+    afresh; the seed takes each clip at most once), and loading options ``progress``,
     ``cache``, ``cache_dir``, ``num_workers``.
 
     Use :meth:`dataset` for ``tf.data`` batches of (audio float32 [B, N], label int32 [B]) and
@@ -173,7 +176,8 @@ class SpeechCommands:
                  sample_rate: int = 16000, split_by: str = "auto", seed: int = RANDOM_SEED,
                  background_rms: float | None = None, silence_volume: float | None = None,
                  eval_silence_noise: bool = False, extra_unknown_dir: str | Path | None = None,
-                 extra_unknown_percentage: float = 0.0, progress: bool = True, cache: bool = True,
+                 extra_unknown_percentage: float = 0.0, unknown_with_replacement: bool = False,
+                 progress: bool = True, cache: bool = True,
                  cache_dir: str | Path | None = None, num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
@@ -213,6 +217,7 @@ class SpeechCommands:
         self.background_rms = background_rms
         self.silence_volume = silence_volume
         self.seed = int(seed)
+        self.unknown_with_replacement = bool(unknown_with_replacement)
 
         with_specials = self.silence_percentage > 0 or self.unknown_percentage > 0
         self.labels = ([SILENCE_LABEL, UNKNOWN_WORD_LABEL] if with_specials else []) + \
@@ -293,8 +298,11 @@ class SpeechCommands:
                 entries[split] += [(None, word_ids[SILENCE_LABEL])] * silence_size
                 rng.shuffle(unknown[split])
                 unknown_size = int(math.ceil(set_size * self.unknown_percentage / 100))
-                entries[split] += [(path, word_ids[UNKNOWN_WORD_LABEL])
-                                   for path, _ in unknown[split][:unknown_size]]
+                picked = unknown[split][:unknown_size]
+                if split == "training" and self.unknown_with_replacement and picked:
+                    # Cycle through the shuffled pool: every clip is used equally often.
+                    picked = [picked[i % len(picked)] for i in range(unknown_size)]
+                entries[split] += [(path, word_ids[UNKNOWN_WORD_LABEL]) for path, _ in picked]
         for split in ("validation", "testing", "training"):
             rng.shuffle(entries[split])
         paths = sorted({path for split in SPLITS for path, _ in entries[split] if path})
@@ -311,15 +319,18 @@ class SpeechCommands:
                              "above 0 (it is 0, so the labels are just the words)")
         extra = scan_folder(folder)
         keywords = sorted(set(extra.words) & set(self.wanted_words))
-        if keywords:
+        if keywords:  # a keyword's clips must never be labelled _unknown_
+            logger.info("extra_unknown_dir %s: skipping the folders of the keywords %s",
+                        extra.root, ", ".join(keywords))
+        if not set(extra.words) - set(keywords):
             raise ValueError(
-                f"extra_unknown_dir {extra.root} has folders of the keywords {', '.join(keywords)}: "
-                f"a keyword's clips must never be labelled _unknown_. Make the folder without "
-                f"them (python -m data_setup.synthetic --words common excludes every Speech "
-                f"Commands word) or remove those folders.")
+                f"extra_unknown_dir {extra.root} has no word folders other than the keywords "
+                f"({', '.join(keywords) or 'none'}): give a folder of non-keywords, e.g. "
+                f"python -m data_setup.synthetic --words common")
         lists = extra.split_lists
-        candidates = [path for word, files in sorted(extra.words.items()) for path in files
-                      if f"{word}/{path.stem}" not in lists["validation"] | lists["testing"]]
+        held_out = lists["validation"] | lists["testing"]
+        candidates = [path for word, files in sorted(extra.words.items()) if word not in keywords
+                      for path in files if f"{word}/{path.stem}" not in held_out]
         known = int(np.sum(self._label_ids["training"] > 1))  # 0, 1: silence, unknown
         count = min(len(candidates), int(math.ceil(known * self.extra_unknown_percentage / 100)))
         if count < known * self.extra_unknown_percentage / 100:

@@ -320,6 +320,9 @@ class MFCC(keras.layers.Layer):
             window_stride_ms=window_stride_ms, fft_magnitude_squared=fft_magnitude_squared,
             mel_num_bins=mel_num_bins, mel_lower_edge_hertz=mel_lower_edge_hertz,
             mel_upper_edge_hertz=mel_upper_edge_hertz, dct_num_features=dct_num_features)
+        # features, training -> features, applied only while training (None: nothing); not
+        # saved with the model, so set it again on a model rebuilt for more training.
+        self.training_transform = None
         self.frame_samples = frame_samples(sample_rate, window_size_ms)
         self.packet_samples = packet_samples(sample_rate, window_stride_ms)
         self.fft_length = fft_length(self.frame_samples)
@@ -472,7 +475,15 @@ class MFCC(keras.layers.Layer):
         """The seed's MFCCs [batch, frames, dct_num_features], before the normalization."""
         return self.dct(self.log_mel_spectrogram(audio))
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        features = self._normalized_mfcc(inputs)
+        if self.training_transform is not None and training:
+            # Training-only (e.g. SpecAugment masks, set by kwsnb.train): inference, streaming
+            # and every export build the graph with training off, so it adds nothing there.
+            return self.training_transform(features, training)
+        return features
+
+    def _normalized_mfcc(self, inputs):
         # (seed_mfcc - coefficient_mean) * coefficient_scale, inside the DCT's matmuls.
         scale = tf.convert_to_tensor(self.coefficient_scale)
         mean = tf.convert_to_tensor(self.coefficient_mean)

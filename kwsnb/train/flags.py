@@ -43,8 +43,9 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "wanted_words": (str, "yes,no,up,down,left,right,on,off,stop,go", "comma-separated keywords"),
     "silence_percentage": (float, 10.0, "share of silence examples, %% of keyword examples"),
     "unknown_percentage": (float, 10.0, "share of unknown-word examples, %% of keyword examples"),
-    "extra_unknown_dir": (str, "", "another Speech Commands-layout folder of non-keywords (e.g. `python -m data_setup.synthetic --words common`) whose training clips add _unknown_ examples; never a keyword's"),
+    "extra_unknown_dir": (str, "", "another Speech Commands-layout folder (e.g. `python -m data_setup.synthetic --words common`, or the TTS Speech Commands set) whose training clips add _unknown_ examples; its folders of wanted words are skipped"),
     "extra_unknown_percentage": (float, 0.0, "_unknown_ examples added from --extra_unknown_dir, %% of training keyword examples"),
+    "unknown_with_replacement": (int, 0, "1: repeat the training split's unknown-word clips (each repeat augmented afresh) when there are fewer than --unknown_percentage asks for; 0 takes each once, as the seed"),
     "validation_percentage": (float, 10.0, "speaker-hash validation share (%%)"),
     "testing_percentage": (float, 10.0, "speaker-hash testing share (%%)"),
     "split_by": (str, "auto", "hash (the seed), lists (validation_list.txt/testing_list.txt) or auto"),
@@ -93,8 +94,8 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     # kwsnb's addition (kwsnb.features.MFCC.adapt); 0 keeps the seed's MFCCs.
     "normalize_features": (int, 0, "1: centre the MFCCs and cap coefficient 0's spread before "
                                    "training (int8 then tracks float; see docs)"),
-    "use_spec_augment": (int, 0, "SpecAugment masking while training: accepted but not "
-                                 "applied yet (a warning says so)"),
+    "use_spec_augment": (int, 0, "1: SpecAugment masks on the training examples' MFCCs "
+                                 "(never on validation, inference or exports)"),
     "time_masks_number": (int, 2, "SpecAugment time masks"),
     "time_mask_max_size": (int, 10, "SpecAugment longest time mask (frames)"),
     "frequency_masks_number": (int, 2, "SpecAugment frequency masks"),

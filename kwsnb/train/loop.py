@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,11 +221,6 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     from kwsnb import models
 
     started = time.monotonic()
-    if flags.get("use_spec_augment"):
-        # Accepted so the seed's command lines run, but no model applies the masks yet
-        # (docs/sc_lite9_findings.md, finding 8): say so rather than train without them silently.
-        warnings.warn("--use_spec_augment 1 is not applied by kwsnb's training yet: the run "
-                      "trains without SpecAugment masks", UserWarning, stacklevel=2)
     stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
     schedule = learning_rate_schedule(stages, flags["lr_schedule"])
     if flags["eval_step_interval"] <= 0 or flags["batch_size"] <= 0:
@@ -255,6 +250,8 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     _check_compatible(train_dir, flags)
     if flags["normalize_features"]:
         adapt_front_end(model, dataset, flags)
+    if flags.get("use_spec_augment"):
+        mask_features_while_training(model, flags)
     previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
                         if (train_dir / FLAGS_FILE).is_file() else 0.0)
     flags["training_seconds"] = previous_seconds
@@ -335,6 +332,22 @@ def adapt_front_end(model, dataset, flags: dict[str, Any], clips: int = ADAPTATI
                             repeat=False, seed=flags["random_seed"])
     audio, _ = next(iter(batch))
     mfcc_of(front_end_layer(model)).adapt(audio.numpy())
+
+
+def mask_features_while_training(model, flags: dict[str, Any]) -> None:
+    """SpecAugment (``--use_spec_augment 1``): the front end masks ``--time_masks_number``
+    spans of up to ``--time_mask_max_size`` frames and ``--frequency_masks_number`` spans of up
+    to ``--frequency_mask_max_size`` coefficients of each training example's MFCCs
+    (``kwsnb.data.spec_augment``), after the normalization, so a mask is the coefficients' mean.
+    Validation, inference and every exported model see unmasked features."""
+    from kwsnb import data
+    from kwsnb.streaming import front_end_layer, mfcc_of
+
+    options = {name: int(flags[name]) for name in (
+        "time_masks_number", "time_mask_max_size", "frequency_masks_number",
+        "frequency_mask_max_size")}
+    mfcc_of(front_end_layer(model)).training_transform = functools.partial(
+        data.spec_augment, **options)
 
 
 def _log_learning_rate(optimizer):

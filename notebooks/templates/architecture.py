@@ -47,6 +47,7 @@ wanted_words = None  # None: the seed's ten keywords, plus _silence_ and _unknow
 test_dir = None  # also score on a folder in the official test-set layout
 test_exclude = ""  # its label folders to leave out, e.g. "go,on,off"
 quick = False  # True: the few-minute preset (kwsnb.notebooks.QUICK)
+recipe = "seed"  # "sc_lite9": the flags and 8,000 steps of docs/results_sc_lite9.md (kwsnb.seed.sc_lite9_recipe)
 distribute = "none"  # "mirrored" (all GPUs), "tpu" (Colab TPU runtime): see the README's "More hardware"
 
 # %%
@@ -61,7 +62,7 @@ from kwsnb.long_audio import make_long_recording
 from kwsnb import train as training
 
 MODEL = "{{name}}"
-run = notebooks.settings(quick, training_steps, learning_rates)
+run = notebooks.settings(quick, training_steps, learning_rates, recipe)
 run
 
 # %% [markdown]
