@@ -29,7 +29,7 @@ STREAM_ARCHITECTURES = ("svdf", "mobilenet", "svdf_resnet")
 TEST_EXCLUDE = ("go", "on", "off")
 NON_STREAM_CLIPS = 24    # spread over the labels of the test folder
 STREAM_CLIPS = 4         # x 49 frames each
-CALIBRATION_CLIPS = 12   # training clips for the streaming models built here
+CALIBRATION_CLIPS = 48   # training clips for the streaming models built here
 # Logits: TFLM within this many int8 steps of LiteRT (rounding ties carried through the layers;
 # the module docstring; measured maximum over the whole test folder: see docs/micro.md).
 MAX_LOGIT_STEPS = 6
@@ -291,8 +291,8 @@ def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_c
     assert result["frames"] == 49 and result["clips"] == STREAM_CLIPS
     assert result["max_step_difference"] <= MAX_LOGIT_STEPS, result
     assert result["argmax_agreement"] >= MIN_ARGMAX_AGREEMENT, result
-    # Calibrated on a dozen clips here (the committed non-stream model on 300), so the two
-    # quantize differently; the float stream is exact (tests/test_streaming.py), int8 close.
+    # Calibrated on 48 clips here (the committed non-stream model on 300), so the two
+    # quantize differently (with 12, the retrained svdf of finding 9 agreed on 2 of 4 clips); the float stream is exact (tests/test_streaming.py), int8 close.
     assert result["stream_vs_non_stream_argmax_agreement"] >= 0.75, result
 
 
