@@ -292,7 +292,8 @@ def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_c
     assert result["max_step_difference"] <= MAX_LOGIT_STEPS, result
     assert result["argmax_agreement"] >= MIN_ARGMAX_AGREEMENT, result
     # Calibrated on 48 clips here (the committed non-stream model on 300), so the two
-    # quantize differently (with 12, the retrained svdf of finding 9 agreed on 2 of 4 clips); the float stream is exact (tests/test_streaming.py), int8 close.
+    # quantize differently (with 12, the retrained svdf of finding 9 agreed on 2 of 4 clips);
+    # the float stream is exact (tests/test_streaming.py), int8 close.
     assert result["stream_vs_non_stream_argmax_agreement"] >= 0.75, result
 
 
