@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from kwsnb import notebooks
+from kwsnb import notebooks, seed
 
 REPO_ROOT = notebooks.REPO_ROOT
 OUT_DIR = REPO_ROOT / "docs" / "notebooks"
@@ -37,7 +37,7 @@ MODELS_DIR = REPO_ROOT / "models"
 SHARED_DATA = Path(os.environ.get("KWSNB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 TRAIN_FOLDER = "speech_commands_lite"
 TEST_FOLDER = "speech_commands_test_lite"
-TEST_EXCLUDE = "go,on,off"  # SC-lite-9: the test folder's keywords the models were not taught
+TEST_EXCLUDE = seed.SC_LITE9_TEST_EXCLUDE  # the test folder's keywords the models were not taught
 FIGURE_TAG = "figure:"
 CELL_TIMEOUT_S = 1800
 # What only differs between runs (times, the papermill version) is left out of the files.
