@@ -64,7 +64,8 @@ import numpy as np
 
 from kwsnb import streaming
 from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_front_end_float,
-                           convert_float, convert_model, external_state_inputs,
+                           convert_float, convert_model, converter_mismatch,
+                           external_state_inputs, set_private_option,
                            front_end_constant_bytes,
                            front_end_inputs, front_end_tensor_names, representative_subset,
                            stream_logits_output, stream_state_pairs, strip_tensor_names,
@@ -72,7 +73,7 @@ from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_
 from kwsnb.flatbuffer import drop_identity_ops, fewer_reshapes
 from kwsnb.quantize import SharedQuantization
 from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
-                           describe_io, operator_names, tflite_schema)
+                           describe_io, opcode_names, operator_names, tflite_schema)
 from kwsnb.streaming import front_end_layer, mfcc_of
 
 FORMAT_DESCRIPTIONS = {
@@ -90,6 +91,8 @@ STREAM_FORMATS = ("tflite_stream_external_float", "tflite_stream_external_int8",
 FORMATS = NON_STREAM_FORMATS + STREAM_FORMATS
 # Formats calibrated on representative training clips.
 INT8_FORMATS = ("tflite_int8", "tflite_features_int8", "tflite_stream_external_int8")
+# Clips on which every export checks that int8 streaming and non-stream logits are identical.
+VERIFY_CLIPS = 8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,49 +122,114 @@ def convert_dynamic(model, float_content: bytes | None = None) -> bytes:
 
 
 def _restore_float_weights(content: bytes, float_content: bytes, op_outputs: set[str]) -> bytes:
-    """Gives the ops writing ``op_outputs`` their float weights back (same tensor names in the
-    float model), so they run float kernels instead of hybrid int8 ones."""
+    """Gives the front-end ops (those writing ``op_outputs``) their float weights back, so
+    they run float kernels instead of hybrid int8 ones.
+
+    The float weights are found by role, not by name: the converter names the constants it
+    quantizes after itself ("tfl.pseudo_qconst9" in TensorFlow 2.20, the layer's op name in
+    2.21). Both models come from one SavedModel, so their front ends are the same ops in the
+    same order; the k-th front-end op of the dynamic-range model takes, at each input slot
+    holding an int8/int16 constant (directly or through a DEQUANTIZE), the float constant at
+    the same slot of the k-th front-end op of the float model. Each pairing is checked: same
+    operator, same shape, and the int8 values dequantize to the float ones. Anything else
+    stops the export with the TensorFlow version in the message."""
     import flatbuffers
 
     schema = tflite_schema()
+    names = opcode_names()
+    INTEGER = (schema.TensorType.INT8, schema.TensorType.INT16)
+
+    def kind(model, op):
+        code = model.operatorCodes[op.opcodeIndex]
+        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+
+    def constant(model, graph, index):
+        tensor = graph.tensors[index]
+        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        return None if data is None or len(data) == 0 else np.asarray(data, np.uint8)
+
+    def front_end_ops(model, graph, skip_dequantize):
+        return [op for op in graph.operators
+                if any((graph.tensors[o].name or b"").decode() in op_outputs for o in op.outputs)
+                and not (skip_dequantize and kind(model, op) == "DEQUANTIZE")]
+
     model = schema.ModelT.InitFromPackedBuf(content, 0)
     reference = schema.ModelT.InitFromPackedBuf(float_content, 0)
-    reference_graph = reference.subgraphs[0]
-    float_tensors = {t.name.decode(): t for t in reference_graph.tensors}
-    graph = model.subgraphs[0]
-    buffer_users = defaultdict(int)
-    for t in graph.tensors:
-        buffer_users[t.buffer] += 1
+    graph, reference_graph = model.subgraphs[0], reference.subgraphs[0]
+    producer = {o: op for op in graph.operators for o in op.outputs}
+    ops = front_end_ops(model, graph, skip_dequantize=True)
+    reference_ops = front_end_ops(reference, reference_graph, skip_dequantize=False)
+    if [kind(model, op) for op in ops] != [kind(reference, op) for op in reference_ops]:
+        raise ExportError(converter_mismatch(
+            "dynamic-range model: its front-end ops differ from the float model's "
+            f"({[kind(model, op) for op in ops]} vs {[kind(reference, op) for op in reference_ops]})"))
     changed = 0
-    for op in graph.operators:
-        if not any(graph.tensors[o].name.decode() in op_outputs for o in op.outputs):
-            continue
-        for i in op.inputs:
-            tensor = graph.tensors[i] if i >= 0 else None
-            if tensor is None or tensor.type not in (schema.TensorType.INT8, schema.TensorType.INT16):
-                continue  # float weights, or integer shapes and indices
-            data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-            if data is None or len(data) == 0:
-                continue  # not a constant
-            source = float_tensors.get(tensor.name.decode())
-            if source is None or source.type != schema.TensorType.FLOAT32:
-                raise ExportError(f"dynamic-range model: no float weights named "
-                                  f"{tensor.name.decode()!r} to restore in the front end")
+    for op, reference_op in zip(ops, reference_ops):
+        for slot, index in enumerate(op.inputs):
+            if index < 0:
+                continue
+            source = index
+            if constant(model, graph, index) is None and index in producer \
+                    and kind(model, producer[index]) == "DEQUANTIZE":
+                source = producer[index].inputs[0]  # a weight the converter dequantizes at run time
+            tensor = graph.tensors[source]
+            data = constant(model, graph, source)
+            if data is None or tensor.type not in INTEGER:
+                continue  # an activation, float weights, or integer shapes and indices
+            float_tensor = reference_graph.tensors[reference_op.inputs[slot]]
+            float_data = constant(reference, reference_graph, reference_op.inputs[slot])
+            what = f"{kind(model, op)} input {slot} of the front end"
+            if float_data is None or float_tensor.type != schema.TensorType.FLOAT32 \
+                    or list(float_tensor.shape) != list(tensor.shape):
+                raise ExportError(converter_mismatch(
+                    f"dynamic-range model: no float weights of shape {list(tensor.shape)} at "
+                    f"{what} of the float model"))
+            values = float_data.view(np.float32).reshape(list(tensor.shape))
+            _check_dequantizes_to(tensor, data, values, what)
             new_buffer = schema.BufferT()
-            new_buffer.data = np.array(reference.buffers[source.buffer].data, dtype=np.uint8)
-            if buffer_users[tensor.buffer] == 1:
-                model.buffers[tensor.buffer] = new_buffer
-            else:
-                model.buffers.append(new_buffer)
-                tensor.buffer = len(model.buffers) - 1
-            tensor.type = schema.TensorType.FLOAT32
-            tensor.quantization = None
+            new_buffer.data = float_data.copy()
+            model.buffers.append(new_buffer)
+            restored = schema.TensorT()
+            restored.name, restored.type = tensor.name, schema.TensorType.FLOAT32
+            restored.shape = np.array(tensor.shape, dtype=np.int32)
+            restored.buffer = len(model.buffers) - 1
+            graph.tensors.append(restored)
+            # A new tensor, read only by this op: the int8 one may be shared with the body.
+            inputs = np.array(op.inputs, dtype=np.int32)
+            inputs[slot] = len(graph.tensors) - 1
+            op.inputs = inputs
             changed += 1
     if not changed:
         return content
+    # DEQUANTIZE ops nobody reads any more; unread tensors and buffers go in compact_flatbuffer.
+    read = {i for op in graph.operators for i in op.inputs} | set(graph.outputs)
+    graph.operators = [op for op in graph.operators
+                       if kind(model, op) != "DEQUANTIZE" or any(o in read for o in op.outputs)]
     builder = flatbuffers.Builder(len(content) * 2)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def _check_dequantizes_to(tensor, data: np.ndarray, values: np.ndarray, what: str) -> None:
+    """Raises ExportError unless the quantized constant ``tensor`` holds ``values`` (to within
+    half a quantization step): the pairing by role found the right float weights."""
+    schema = tflite_schema()
+    dtype = np.int8 if tensor.type == schema.TensorType.INT8 else np.int16
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        raise ExportError(converter_mismatch(f"dynamic-range model: {what} has no scale"))
+    integers = data.view(dtype).reshape(values.shape).astype(np.float64)
+    scale = np.asarray(q.scale, np.float64)
+    zero = np.zeros_like(scale) if q.zeroPoint is None else np.asarray(q.zeroPoint, np.float64)
+    if scale.size > 1:  # per channel, along quantizedDimension
+        shape = [1] * values.ndim
+        shape[q.quantizedDimension] = scale.size
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    error = np.abs((integers - zero) * scale - values)
+    if not np.all(error <= 0.501 * np.broadcast_to(scale, values.shape) + 1e-6):
+        raise ExportError(converter_mismatch(
+            f"dynamic-range model: the int8 weights at {what} are not the float model's "
+            f"(largest difference {error.max():.3g})"))
 
 
 def _quantize_with_float_front_end(model, float_content: bytes, representative: Callable,
@@ -174,7 +242,8 @@ def _quantize_with_float_front_end(model, float_content: bytes, representative: 
     def configure(converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        converter._experimental_disable_per_channel = not INT8_PER_CHANNEL  # the debugger reads it
+        # The debugger reads it (per-tensor weights, as every kwsnb int8 format).
+        set_private_option(converter, "_experimental_disable_per_channel", not INT8_PER_CHANNEL)
 
     def quantize(converter):
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=sorted(front_end))
@@ -311,7 +380,12 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
         from tqdm.auto import tqdm
 
         iterator = tqdm(formats, desc="export", unit="format")
-    for name in iterator:
+    finished: dict[str, bytes] = {}
+
+    def finish(name: str) -> bytes:
+        """The format's final bytes: converted, then made smaller without changing outputs."""
+        if name in finished:
+            return finished[name]
         content = builders[name]()
         if name in ("tflite_int8", "tflite_stream_external_int8"):
             # The mel weights as int16 (convert.FRONT_END_INT16_MIN_ELEMENTS): 1.9 KB less.
@@ -321,18 +395,46 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
             # Time layers' tensors kept 4-D between the 2-D ops (kwsnb.flatbuffer): 12-23 fewer
             # RESHAPEs, 1.0-1.9 KB less in the four largest models, outputs bit-identical.
             content = fewer_reshapes(drop_identity_ops(content)[0])[0]
-        content = compact_flatbuffer(strip_tensor_names(
+        finished[name] = compact_flatbuffer(strip_tensor_names(
             content, None if name == "tflite_features_int8" else front_end_layer(model).name))
+        return finished[name]
+
+    for name in iterator:
+        content = finish(name)
+        graph_model = (stream_models["external" if "external" in name else "internal"]
+                       if name in STREAM_FORMATS else model)
+        metadata = _metadata(name, content, graph_model, labels)
+        if name == "tflite_stream_external_int8":
+            # The shared calibration is the reason this format exists: prove it held here.
+            verify_int8_stream(finish("tflite_int8"), content, metadata, audio[:VERIFY_CLIPS])
         folder = out_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / MODEL_FILE
         path.write_bytes(content)
-        graph_model = (stream_models["external" if "external" in name else "internal"]
-                       if name in STREAM_FORMATS else model)
-        metadata = _metadata(name, content, graph_model, labels)
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         paths[name] = path
     return paths
+
+
+def verify_int8_stream(non_stream: bytes, stream: bytes, stream_metadata: dict,
+                       audio: np.ndarray) -> None:
+    """Raises ExportError unless the int8 streaming model, primed with each clip's first packet
+    (so it sees exactly the non-stream frames), ends each clip with the int8 non-stream
+    model's logits, bit for bit. This is what ``kwsnb.quantize`` promises; a TensorFlow
+    release whose converter names or quantizes tensors differently breaks it, and the export
+    stops here instead of writing a stream that disagrees."""
+    from kwsnb.runtime import TFLiteModel, predict_non_stream, predict_stream_external
+
+    audio = as_audio(audio)
+    expected = predict_non_stream(TFLiteModel(non_stream, "tflite_int8"), audio)
+    streamed = predict_stream_external(TFLiteModel(stream, "tflite_stream_external_int8"),
+                                       audio, stream_metadata, prime_audio_state=True)
+    if not np.array_equal(expected, streamed):
+        differ = int(np.sum(np.any(expected != streamed, axis=-1)))
+        raise ExportError(converter_mismatch(
+            f"tflite_stream_external_int8 computes other logits than tflite_int8 on {differ} of "
+            f"{len(audio)} clips (largest difference {np.max(np.abs(expected - streamed)):.4g}): "
+            "the two int8 models do not share one quantization"))
 
 
 def _metadata(name: str, content: bytes, graph_model, labels: Sequence[str] | None) -> dict:

@@ -163,7 +163,8 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         # Per-tensor weights, as every kwsnb int8 format (fewer quantization tables).
-        converter._experimental_disable_per_channel = not convert.INT8_PER_CHANNEL
+        convert.set_private_option(converter, "_experimental_disable_per_channel",
+                                   not convert.INT8_PER_CHANNEL)
 
     content = convert.convert_model(body, "streaming features-in int8 model", configure,
                                     input_signature=signature)

@@ -120,7 +120,7 @@ def calibrate(model, representative: Callable, what: str, input_signature: list 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.experimental_mlir_quantizer = True
-        converter._experimental_calibrate_only = True  # noqa: SLF001 - as the debugger does
+        convert.set_private_option(converter, "_experimental_calibrate_only", True)
 
     return convert.convert_model(model, what, configure, input_signature=input_signature)
 
@@ -130,12 +130,12 @@ def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
                         what: str = "int8 model") -> bytes:
     """Int8 model from a calibrated one (per-channel weights, as the converter's default)."""
     import tensorflow as tf
-    from tensorflow.lite.python import convert as tflite_convert
 
     io_type = tf.int8 if io_int8 else tf.float32
+    quantize = convert.mlir_quantize()
     try:
         with convert.quiet_converter():
-            content = tflite_convert.mlir_quantize(
+            content = quantize(
                 calibrated, disable_per_channel=not convert.INT8_PER_CHANNEL,
                 fully_quantize=fully_quantize, input_data_type=io_type,
                 output_data_type=io_type, denylisted_nodes=sorted(denylisted_nodes) or None)

@@ -170,6 +170,85 @@ def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
                                atol=0.05 * np.abs(reference).max())
 
 
+def _dynamic_without_restore(model):
+    import tensorflow as tf
+
+    from kwsnb import convert
+
+    def configure(converter):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    return convert.convert_model(model, "dynamic-range model", configure)
+
+
+def _renamed_constants(content: bytes) -> bytes:
+    """``content`` with every constant tensor named as TensorFlow 2.20's converter names the
+    weights it quantizes ("tfl.pseudo_qconst<k>"), where 2.21 keeps the op's name."""
+    import flatbuffers
+
+    from kwsnb import runtime
+
+    model = runtime.tflite_schema().ModelT.InitFromPackedBuf(content, 0)
+    graph = model.subgraphs[0]
+    for k, tensor in enumerate(graph.tensors):
+        data = model.buffers[tensor.buffer].data
+        if data is not None and len(data):
+            tensor.name = f"tfl.pseudo_qconst{k}".encode()
+    builder = flatbuffers.Builder(len(content) * 2)
+    builder.Finish(model.Pack(builder), file_identifier=runtime.TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def test_dynamic_range_finds_front_end_weights_by_role_not_name(untrained, clips):
+    from kwsnb import convert, export as exporting
+
+    model, float_content = untrained
+    front_end = convert.front_end_tensor_names(float_content)
+    raw = _dynamic_without_restore(model)
+    expected = _run(exporting._restore_float_weights(raw, float_content, front_end), clips)
+    # TensorFlow 2.20's names for the quantized weights match nothing in the float model.
+    restored = exporting._restore_float_weights(_renamed_constants(raw), float_content, front_end)
+    convert.check_front_end_float(restored, front_end, "dynamic")
+    np.testing.assert_array_equal(_run(restored, clips), expected)
+
+
+def test_dynamic_range_refuses_float_weights_that_are_not_its_own(untrained):
+    from kwsnb import convert, export as exporting, models
+    from kwsnb.runtime import ExportError
+
+    model, _ = untrained
+    # The float model of another front end (13 coefficients, not 20): the same ops, other
+    # DCT weights. Pairing by role finds the slot; the shape check must refuse it.
+    other = convert.convert_float(models.build("tc_resnet", **{**SMALL_FLAGS,
+                                                               "dct_num_features": 13}))
+    raw = _dynamic_without_restore(model)
+    with pytest.raises(ExportError, match=r"dynamic-range model: .*TensorFlow 2\.20 and 2\.21, "
+                                          r"this is \d+\.\d+"):
+        exporting._restore_float_weights(raw, other, convert.front_end_tensor_names(other))
+
+
+def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatch):
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from kwsnb import convert
+    from kwsnb.runtime import ExportError
+
+    class OlderConverter:  # a release without the option: setting it would change nothing
+        pass
+
+    with pytest.raises(ExportError, match=rf"no option '_experimental_calibrate_only'.*this is "
+                                          rf"{tf.__version__}"):
+        convert.set_private_option(OlderConverter(), "_experimental_calibrate_only", True)
+    monkeypatch.setattr(tflite_convert, "mlir_quantize", lambda model, fully_quantize=False: model)
+    with pytest.raises(ExportError, match=r"mlir_quantize lacks \['denylisted_nodes', "
+                                          r"'disable_per_channel'"):
+        convert.mlir_quantize()
+    monkeypatch.delattr(tflite_convert, "mlir_quantize")
+    with pytest.raises(ExportError, match="mlir_quantize is gone"):
+        convert.mlir_quantize()
+
+
 def test_features_int8_model_has_int8_io(untrained, clips):
     from kwsnb import export as exporting
 
@@ -376,3 +455,24 @@ def test_stream_formats_match_the_non_stream_model(exported, task):
     # One quantization for every int8 format (kwsnb.quantize): the int8 stream computes the
     # int8 non-stream model's integers.
     np.testing.assert_array_equal(int8, _run(model("tflite_int8").content, audio))
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_export_refuses_an_int8_stream_that_does_not_share_the_quantization(exported, task):
+    """The check every export runs (``verify_int8_stream``) catches a stream calibrated on its
+    own, as a TensorFlow release matching no tensor by name would leave it."""
+    from kwsnb import export as exporting, runtime, streaming
+    from kwsnb.runtime import ExportError
+
+    non_stream = runtime.read_tflite(exported["tflite_int8"])
+    shared = runtime.read_tflite(exported["tflite_stream_external_int8"])
+    metadata = json.loads((exported["tflite_stream_external_int8"].parent
+                           / exporting.METADATA_FILE).read_text())
+    audio = task.test_audio[:exporting.VERIFY_CLIPS]
+    exporting.verify_int8_stream(non_stream, shared, metadata, audio)  # what export wrote
+    own = exporting.convert_stream_external_int8(streaming.to_stream_external(task.model),
+                                                 task.train_audio[:300])
+    with pytest.raises(ExportError, match=r"computes other logits than tflite_int8 on \d+ of 8 "
+                                          r"clips.*this is \d+\.\d+"):
+        exporting.verify_int8_stream(non_stream, own, metadata, audio)

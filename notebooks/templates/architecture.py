@@ -18,13 +18,17 @@
 
 # %%
 # Setup: installs kwsnb where it is missing (Colab, a fresh environment); elsewhere nothing.
+# It keeps the runtime's TensorFlow, Keras, numpy and ipywidgets: no restart needed.
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("kwsnb") is None:
+    if "google.colab" in sys.modules and importlib.util.find_spec("tensorflow") is None:
+        raise RuntimeError("This Colab runtime has no TensorFlow (Colab's TPU runtime): choose "
+                           "Runtime > Change runtime type > a GPU (or CPU), then run this again")
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{{install_spec}}"])
-if "google.colab" in sys.modules:  # ipywidgets 8 needs Colab's custom widget manager
+if "google.colab" in sys.modules:  # kwsnb's widgets need Colab's custom widget manager
     from google.colab import output
 
     output.enable_custom_widget_manager()
@@ -48,7 +52,7 @@ test_dir = None  # also score on a folder in the official test-set layout
 test_exclude = ""  # its label folders to leave out, e.g. "go,on,off"
 quick = False  # True: the few-minute preset (kwsnb.notebooks.QUICK)
 recipe = "seed"  # "sc_lite9": the flags and 8,000 steps of docs/results_sc_lite9.md (kwsnb.seed.sc_lite9_recipe)
-distribute = "none"  # "mirrored" (all GPUs), "tpu" (Colab TPU runtime): see the README's "More hardware"
+distribute = "none"  # "mirrored" (all GPUs), "tpu" (a TPU TensorFlow sees; not Colab's TPU runtime, which has no TensorFlow): README "More hardware"
 
 # %%
 from pathlib import Path
@@ -62,6 +66,7 @@ from kwsnb.long_audio import make_long_recording
 from kwsnb import train as training
 
 MODEL = "{{name}}"
+print(notebooks.runtime_summary())
 run = notebooks.settings(quick, training_steps, learning_rates, recipe)
 run
 

@@ -20,11 +20,15 @@
 
 # %%
 # Setup: installs kwsnb where it is missing (Colab, a fresh environment); elsewhere nothing.
+# It keeps the runtime's TensorFlow, Keras, numpy and ipywidgets: no restart needed.
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("kwsnb") is None:
+    if "google.colab" in sys.modules and importlib.util.find_spec("tensorflow") is None:
+        raise RuntimeError("This Colab runtime has no TensorFlow (Colab's TPU runtime): choose "
+                           "Runtime > Change runtime type > a GPU (or CPU), then run this again")
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{{install_spec}}"])
 
 # %% tags=["parameters"]
