@@ -395,9 +395,11 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
             # Time layers' tensors kept 4-D between the 2-D ops (kwsnb.flatbuffer): 12-23 fewer
             # RESHAPEs, 1.0-1.9 KB less in the four largest models, outputs bit-identical.
             content = fewer_reshapes(drop_identity_ops(content)[0])[0]
-        finished[name] = compact_flatbuffer(strip_tensor_names(
+        content = compact_flatbuffer(strip_tensor_names(
             content, None if name == "tflite_features_int8" else front_end_layer(model).name))
-        return finished[name]
+        _check_loads(content, name)
+        finished[name] = content
+        return content
 
     for name in iterator:
         content = finish(name)
@@ -414,6 +416,21 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
         (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         paths[name] = path
     return paths
+
+
+def _check_loads(content: bytes, name: str) -> None:
+    """Raises ExportError unless LiteRT can allocate ``content``: a converter that writes a
+    model its own runtime refuses (TensorFlow 2.20 fuses a residual add into a FULLY_CONNECTED
+    bias in mobilenet_v2's streaming graph, which no int8 kernel takes) is stopped here, with
+    the TensorFlow version, instead of at the first use of the file."""
+    from kwsnb.runtime import make_interpreter
+
+    try:
+        make_interpreter(content).allocate_tensors()
+    except (RuntimeError, ValueError) as error:
+        raise ExportError(converter_mismatch(
+            f"{name} was converted but LiteRT cannot load it ({str(error).strip()[:300]})")) \
+            from None
 
 
 def verify_int8_stream(non_stream: bytes, stream: bytes, stream_metadata: dict,

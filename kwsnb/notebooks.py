@@ -237,6 +237,12 @@ def prepare_data(source: str, data_dir, quick: bool = False, progress: bool = Tr
     summary = speech_commands.require_layout(folder)
     if progress:
         print(f"data in {folder}: {summary.describe()}")
+        if "google.colab" in sys.modules and not str(Path(folder).resolve()).startswith(
+                "/content/drive"):
+            print(f"Note: Colab deletes {folder} (and models_dir) when the runtime is "
+                  "disconnected or reset. To keep them, mount Google Drive "
+                  "(from google.colab import drive; drive.mount('/content/drive')) and set "
+                  "data_dir and models_dir below /content/drive/MyDrive.")
     return Path(folder)
 
 

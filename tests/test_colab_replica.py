@@ -69,10 +69,9 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
 def _freeze(python: str) -> dict[str, str]:
     lines = _run([python, "-m", "pip", "freeze", "--all"]).stdout.splitlines()
     versions = {}
-    for line in lines:
-        if "==" in line:
-            name, version = line.split("==", 1)
-            versions[name.lower().replace("_", "-")] = version
+    for line in lines:  # "name==version", or "name @ file:///..." for a local install
+        name, version = line.split(" @ ", 1) if " @ " in line else line.split("==", 1)
+        versions[name.lower().replace("_", "-")] = version
     return versions
 
 
