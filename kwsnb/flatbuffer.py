@@ -372,6 +372,85 @@ def drop_identity_ops(model_content: bytes) -> tuple[bytes, int]:
     return g.pack(), len(alias)
 
 
+def unfuse_computed_bias(model_content: bytes, reference: bytes) -> tuple[bytes, int]:
+    """Undoes a fusion TensorFlow 2.20's converter makes in some streaming graphs (the
+    residual add before mobilenet_v2's block 2 expansion; 2.21 does not):
+    ``FULLY_CONNECTED(a + b, W, c)`` becomes ``FULLY_CONNECTED(a, W, bias=FULLY_CONNECTED(b, W,
+    c))``, a bias computed at run time, which no int8 kernel takes. Rewritten back to
+    ``FULLY_CONNECTED(ADD(a, b), W, c)``, the graph the non-stream model has.
+
+    ``model_content`` and ``reference`` are calibrated float models (``kwsnb.quantize``): the
+    new ADD's output gets the range and name of the input of the reference's
+    FULLY_CONNECTED with the same weights (found by their values, not by a name), so the
+    shared ranges reach it. Returns (content, rewrites); raises ValueError where a computed
+    bias has no such counterpart."""
+    schema = tflite_schema()
+    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    g = _Graph(model)
+    ref = _Graph(schema.ModelT.InitFromPackedBuf(reference, 0))
+
+    def weights(graph: _Graph, op) -> bytes:
+        tensor = graph.graph.tensors[int(op.inputs[1])]
+        return bytes(graph.model.buffers[tensor.buffer].data) if graph.is_constant(
+            int(op.inputs[1])) else b""
+
+    reference_input = {}  # weight bytes -> the reference FULLY_CONNECTED's input tensor
+    for op in ref.graph.operators:
+        if ref.kind(op) == "FULLY_CONNECTED" and weights(ref, op):
+            reference_input.setdefault(weights(ref, op), int(op.inputs[0]))
+    producer, consumers = g.users()
+    dead, before = set(), {}
+    for n, op in enumerate(g.graph.operators):
+        if g.kind(op) != "FULLY_CONNECTED" or len(op.inputs) < 3 or op.inputs[2] < 0 \
+                or g.is_constant(int(op.inputs[2])):
+            continue
+        bias = int(op.inputs[2])
+        inner = g.graph.operators[producer[bias]] if bias in producer else None
+        if inner is None or g.kind(inner) != "FULLY_CONNECTED" or len(consumers[bias]) != 1 \
+                or weights(g, inner) != weights(g, op) or not weights(g, op) \
+                or inner.builtinOptions.fusedActivationFunction \
+                != schema.ActivationFunctionType.NONE:
+            raise ValueError(f"FULLY_CONNECTED {n} reads a computed bias that is not a "
+                             "fused residual add")
+        source = reference_input.get(weights(g, op))
+        if source is None:
+            raise ValueError(f"FULLY_CONNECTED {n}: no layer with its weights in the reference")
+        first = int(op.inputs[0])
+        total = schema.TensorT()
+        like = ref.graph.tensors[source]
+        total.name, total.type = like.name, schema.TensorType.FLOAT32
+        total.shape = np.array(g.shape(first), np.int32)
+        total.quantization = like.quantization
+        total.buffer = 0
+        g.graph.tensors.append(total)
+        add = schema.OperatorT()
+        add.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.ADD)
+        add.inputs = np.array([first, int(inner.inputs[0])], np.int32)
+        add.outputs = np.array([len(g.graph.tensors) - 1], np.int32)
+        add.builtinOptionsType = schema.BuiltinOptions.AddOptions
+        add.builtinOptions = schema.AddOptionsT()
+        op.inputs = np.array([len(g.graph.tensors) - 1, int(op.inputs[1]),
+                              int(inner.inputs[2])], np.int32)
+        dead.add(producer[bias])
+        before[n] = add  # right before the outer op: both inputs exist by then
+    if not before:
+        return model_content, 0
+    g.graph.operators = [new for n, op in enumerate(g.graph.operators) if n not in dead
+                         for new in ([before[n]] if n in before else []) + [op]]
+    return g.pack(), len(before)
+
+
+def _opcode_index(model, builtin: int) -> int:
+    schema = tflite_schema()
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
 def pack_shared(model) -> bytes:
     """Serializes a ``ModelT``, writing equal vectors (but not constant data, which keeps one
     buffer per tensor), equal quantization tables and equal operator options (the options of

@@ -53,6 +53,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from kwsnb import convert, runtime, streaming
+from kwsnb.flatbuffer import unfuse_computed_bias
 from kwsnb.runtime import ExportError
 
 # Ops that move values without changing them: their outputs share their input's range (the
@@ -569,6 +570,11 @@ class SharedQuantization:
         calibrated = calibrate(stream_model, lambda: iter(samples),
                                "external-state int8 calibration",
                                convert.batch_one_signature(stream_model))
+        try:
+            calibrated, _ = unfuse_computed_bias(calibrated, self.calibrated)
+        except ValueError as error:
+            raise ExportError(convert.converter_mismatch(
+                f"external-state int8 model: {error}")) from None
         forced, report = force_ranges(calibrated, self.ranges)
         self.reports["tflite_stream_external_int8"] = report
         front_end = convert.front_end_tensor_names(

@@ -188,3 +188,28 @@ def test_notebooks_export_every_format_on_colabs_stack(replica, tmp_path):
     assert formats["tflite_stream_external_int8"]["agreement_primed"] == 1.0
     assert formats["tflite_stream_external_float"]["agreement_primed"] == 1.0
     assert formats["tflite_features_int8"]["tflm"]["runs"] is True, formats["tflite_features_int8"]
+
+
+@pytest.mark.real_data
+def test_mobilenet_v2_streams_in_int8_on_colabs_stack(replica, real_train_dir, real_test_dir,
+                                                     tmp_path):
+    """TensorFlow 2.20 fuses mobilenet_v2's residual add into a FULLY_CONNECTED bias in the
+    streaming graph (kwsnb.flatbuffer.unfuse_computed_bias undoes it): the committed model's
+    int8 stream must export there and compute the int8 model's logits (the export checks them
+    bit for bit; the report's primed agreement follows)."""
+    python, _, _ = replica
+    train_dir = tmp_path / "mobilenet_v2"
+    train_dir.mkdir()
+    committed = REPO_ROOT / "models" / "mobilenet_v2"
+    flags = json.loads((committed / "flags.json").read_text())
+    flags.update(data_dir=str(real_train_dir), train_dir=str(train_dir))
+    (train_dir / "flags.json").write_text(json.dumps(flags))
+    shutil.copy(committed / "best_weights.weights.h5", train_dir)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    _run([python, "-m", "kwsnb.evaluate", str(train_dir), "--test_dir", str(real_test_dir),
+          "--exclude", "go,on,off", "--formats", "tflite_int8,tflite_stream_external_int8",
+          "--stream_clips", "100", "--latency_runs", "0"], env=env, cwd=tmp_path)
+    report = json.loads(next(train_dir.glob("report_*.json")).read_text())
+    stream = report["formats"]["tflite_stream_external_int8"]
+    assert "error" not in stream, stream
+    assert stream["agreement_primed"] == 1.0
