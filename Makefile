@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	@# kwsnb once pinned tensorflow-cpu; beside the tensorflow it asks for now, the two wheels
+	@# would overwrite each other's files.
+	@$(PY) -m pip uninstall --quiet --yes tensorflow-cpu 2>/dev/null || true
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
