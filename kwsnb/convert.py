@@ -46,63 +46,6 @@ REPRESENTATIVE_CLIPS = 300
 REPRESENTATIVE_STREAM_CLIPS = 30
 
 
-# ---------------------------------------------------------------------------------------------
-# TensorFlow's converter: the releases kwsnb is tested on, and the few private names it needs
-# ---------------------------------------------------------------------------------------------
-
-# CI runs every format on both (tests/test_colab_replica.py runs Colab's 2.20 stack).
-TESTED_TENSORFLOW = ("2.20", "2.21")
-# TensorFlow has no public way to quantize a calibrated model with ranges of one's own
-# (kwsnb.quantize shares one calibration between formats) or to ask for per-tensor int8
-# weights; these are the names its own QuantizationDebugger uses for both. They are checked
-# before use, and every int8 export is verified after conversion (kwsnb.quantize), so a
-# release that changes them stops the export with its version instead of exporting
-# something else.
-PRIVATE_CONVERTER_OPTIONS = ("_experimental_calibrate_only", "_experimental_disable_per_channel")
-
-
-def tensorflow_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
-
-
-def converter_mismatch(what: str) -> str:
-    """``what`` went wrong in a way a TensorFlow release can cause: the message says which
-    release this is and what to do."""
-    return (f"{what}. kwsnb is tested with TensorFlow {' and '.join(TESTED_TENSORFLOW)}, this is "
-            f"{tensorflow_version()}: install a tested release "
-            "(pip install 'tensorflow>=2.20,<2.22') or report the version")
-
-
-def set_private_option(converter, name: str, value) -> None:
-    """Sets one of ``PRIVATE_CONVERTER_OPTIONS``, failing loudly where the converter lacks it
-    (setting a missing attribute would succeed and change nothing)."""
-    if name not in PRIVATE_CONVERTER_OPTIONS:
-        raise ValueError(f"{name!r} is not one of kwsnb's known converter options")
-    if not hasattr(converter, name):
-        raise ExportError(converter_mismatch(f"the TFLite converter has no option {name!r}"))
-    setattr(converter, name, value)
-
-
-def mlir_quantize():
-    """TensorFlow's ``mlir_quantize`` (what QuantizationDebugger quantizes a calibrated model
-    with), checked for the arguments kwsnb passes."""
-    import inspect
-
-    try:
-        from tensorflow.lite.python.convert import mlir_quantize as function
-    except ImportError as error:
-        raise ExportError(converter_mismatch(
-            "tensorflow.lite.python.convert.mlir_quantize is gone")) from error
-    needed = {"disable_per_channel", "fully_quantize", "input_data_type", "output_data_type",
-              "denylisted_nodes"}
-    missing = needed - set(inspect.signature(function).parameters)
-    if missing:
-        raise ExportError(converter_mismatch(f"mlir_quantize lacks {sorted(missing)}"))
-    return function
-
-
 def _scope_pattern(layer_name: str) -> re.Pattern:
     # Keras 3 names TF ops "<model>_1/<layer>_1/<op>": the layer name, maybe with a _N suffix.
     return re.compile(rf"(^|/){re.escape(layer_name)}(_\d+)?/")

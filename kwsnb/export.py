@@ -64,14 +64,14 @@ import numpy as np
 
 from kwsnb import streaming
 from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_front_end_float,
-                           convert_float, convert_model, converter_mismatch,
-                           external_state_inputs, set_private_option,
+                           convert_float, convert_model, external_state_inputs,
                            front_end_constant_bytes,
                            front_end_inputs, front_end_tensor_names, representative_subset,
                            stream_logits_output, stream_state_pairs, strip_tensor_names,
                            tensor_name, compact_flatbuffer, int16_front_end_constants)
 from kwsnb.flatbuffer import drop_identity_ops, fewer_reshapes
 from kwsnb.quantize import SharedQuantization
+from kwsnb.stack import converter_mismatch, set_private_option
 from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
                            describe_io, opcode_names, operator_names, tflite_schema)
 from kwsnb.streaming import front_end_layer, mfcc_of

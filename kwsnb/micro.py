@@ -46,7 +46,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from kwsnb import convert
+from kwsnb import convert, stack
 from kwsnb import export as exporting
 from kwsnb import runtime, streaming
 from kwsnb.export import ExportError
@@ -163,7 +163,7 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         # Per-tensor weights, as every kwsnb int8 format (fewer quantization tables).
-        convert.set_private_option(converter, "_experimental_disable_per_channel",
+        stack.set_private_option(converter, "_experimental_disable_per_channel",
                                    not convert.INT8_PER_CHANNEL)
 
     content = convert.convert_model(body, "streaming features-in int8 model", configure,

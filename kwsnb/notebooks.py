@@ -172,38 +172,6 @@ def _seed_learning_rates(seed_module) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# What the notebook runs on
-# ---------------------------------------------------------------------------------------------
-
-COLAB_GPU_HINT = ("on Colab: Runtime > Change runtime type > a GPU (T4 is free), then run the "
-                  "notebook again from the top")
-
-
-def runtime_summary() -> str:
-    """One line: the TensorFlow, Keras and Python this kernel runs, and the device training
-    uses (the GPUs' names, or the CPU and how to get a GPU on Colab)."""
-    import platform
-
-    import keras
-    import tensorflow as tf
-
-    from kwsnb import convert
-
-    line = (f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-            f"Python {platform.python_version()}")
-    if ".".join(tf.__version__.split(".")[:2]) not in convert.TESTED_TENSORFLOW:
-        line += f" (kwsnb is tested with TensorFlow {' and '.join(convert.TESTED_TENSORFLOW)})"
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                 for gpu in gpus]
-        return f"{line}. Training on {len(gpus)} GPU(s): {', '.join(names)}."
-    hint = f"; {COLAB_GPU_HINT}" if "google.colab" in sys.modules else ""
-    return (f"{line}. Training on the CPU: no GPU visible (the quick preset takes minutes, the "
-            f"full recipe hours{hint}).")
-
-
-# ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from kwsnb import convert, runtime, streaming
+from kwsnb import convert, runtime, stack, streaming
 from kwsnb.flatbuffer import unfuse_computed_bias
 from kwsnb.runtime import ExportError
 
@@ -121,7 +121,7 @@ def calibrate(model, representative: Callable, what: str, input_signature: list 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.experimental_mlir_quantizer = True
-        convert.set_private_option(converter, "_experimental_calibrate_only", True)
+        stack.set_private_option(converter, "_experimental_calibrate_only", True)
 
     return convert.convert_model(model, what, configure, input_signature=input_signature)
 
@@ -133,7 +133,7 @@ def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
     import tensorflow as tf
 
     io_type = tf.int8 if io_int8 else tf.float32
-    quantize = convert.mlir_quantize()
+    quantize = stack.mlir_quantize()
     try:
         with convert.quiet_converter():
             content = quantize(
@@ -573,7 +573,7 @@ class SharedQuantization:
         try:
             calibrated, _ = unfuse_computed_bias(calibrated, self.calibrated)
         except ValueError as error:
-            raise ExportError(convert.converter_mismatch(
+            raise ExportError(stack.converter_mismatch(
                 f"external-state int8 model: {error}")) from None
         forced, report = force_ranges(calibrated, self.ranges)
         self.reports["tflite_stream_external_int8"] = report

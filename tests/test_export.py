@@ -231,7 +231,7 @@ def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatc
     import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
-    from kwsnb import convert
+    from kwsnb import stack
     from kwsnb.runtime import ExportError
 
     class OlderConverter:  # a release without the option: setting it would change nothing
@@ -239,14 +239,14 @@ def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatc
 
     with pytest.raises(ExportError, match=rf"no option '_experimental_calibrate_only'.*this is "
                                           rf"{tf.__version__}"):
-        convert.set_private_option(OlderConverter(), "_experimental_calibrate_only", True)
+        stack.set_private_option(OlderConverter(), "_experimental_calibrate_only", True)
     monkeypatch.setattr(tflite_convert, "mlir_quantize", lambda model, fully_quantize=False: model)
     with pytest.raises(ExportError, match=r"mlir_quantize lacks \['denylisted_nodes', "
                                           r"'disable_per_channel'"):
-        convert.mlir_quantize()
+        stack.mlir_quantize()
     monkeypatch.delattr(tflite_convert, "mlir_quantize")
     with pytest.raises(ExportError, match="mlir_quantize is gone"):
-        convert.mlir_quantize()
+        stack.mlir_quantize()
 
 
 def test_features_int8_model_has_int8_io(untrained, clips):

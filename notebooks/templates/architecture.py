@@ -61,12 +61,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Audio, Markdown
 
-from kwsnb import detect, evaluate, micro, models, notebooks, plots, seed, streaming, widgets
+from kwsnb import detect, evaluate, micro, models, notebooks, plots, seed, stack, streaming, widgets
 from kwsnb.long_audio import make_long_recording
 from kwsnb import train as training
 
 MODEL = "{{name}}"
-print(notebooks.runtime_summary())
+print(stack.runtime_summary())
 run = notebooks.settings(quick, training_steps, learning_rates, recipe)
 run
 
