@@ -1,5 +1,6 @@
-"""Interactive notebook views: listen to clips, browse a data folder, classify a clip or an
-uploaded file.
+"""Interactive notebook views: listen to clips, browse a data folder, classify a clip, an
+uploaded file or a recording from the microphone (``kwsnb.microphone``: the recorder widget and
+live detection).
 
 The controls are ipywidgets; what they show (audio players, figures) are ordinary notebook
 outputs updated in place through display handles, not ``ipywidgets.Output`` areas. So:
@@ -206,12 +207,15 @@ def _prediction_figure(probs, clip, label_names, title, true_label, sample_rate)
 
 def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
                clip_labels: Sequence[int] | None = None, sample_rate: int = SAMPLE_RATE,
-               interactive: bool = True, max_clips: int = 200):
-    """Pick one of ``clips`` or upload an audio file; hear it and see the model's probabilities.
+               interactive: bool = True, max_clips: int = 200, record: bool = True):
+    """Pick one of ``clips``, upload an audio file or record one; hear it and see the model's
+    probabilities.
 
     ``model``: a Keras non-stream model or a raw-audio ``.tflite`` file (see ``predictor``).
     ``clip_labels``: the true label index of each clip (shown in the list and outlined in the
-    chart). Uploads longer than a second are cut to their loudest second.
+    chart). Uploads and recordings longer than a second are cut to their loudest second.
+    ``record``: a microphone recorder beside the upload button (``kwsnb.microphone.Recorder``;
+    left out, with a note, where anywidget is not installed).
     """
     from IPython.display import Markdown, display
 
@@ -257,7 +261,45 @@ def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
 
         choice.observe(lambda change: show_clip(change["new"]), names="value")
         upload.observe(on_upload, names="value")
-        controls = widgets.HBox([choice, upload])
+        row = [choice, upload]
+        recorder = _recorder() if record else None
+        if recorder is not None:
+            recorder.on_recording(lambda audio: show(loudest_second(audio, sample_rate),
+                                                     "recorded"))
+            row.append(recorder)
+        controls = widgets.HBox(row)
         display(controls)
     show_clip(0)
     return controls
+
+
+# ---------------------------------------------------------------------------------------------
+# The microphone
+# ---------------------------------------------------------------------------------------------
+
+def _recorder(**kwargs):
+    """A ``kwsnb.microphone.Recorder``, or None (with a printed note) without anywidget."""
+    from kwsnb import microphone
+
+    try:
+        return microphone.Recorder(**kwargs)
+    except ImportError as error:
+        print(f"(no microphone: {error})")
+        return None
+
+
+def recorder(seconds: float = 2.0):
+    """A record button (``seconds``: 1-3) with a level meter; after each recording its
+    ``recording`` attribute holds the audio at 16 kHz. ``on_recording(callback)`` adds a
+    callback. Shown by the notebook when it is the cell's last value."""
+    from kwsnb import microphone
+
+    return microphone.Recorder(mode="record", seconds=seconds)
+
+
+def live_detector(stream_model, label_names: Sequence[str], **kwargs):
+    """Live keyword detection from the microphone with a streaming model (e.g.
+    ``TRAIN_DIR/tflite_stream_external_int8``): see ``kwsnb.microphone.live_detector``."""
+    from kwsnb import microphone
+
+    return microphone.live_detector(stream_model, label_names, **kwargs)
