@@ -110,6 +110,17 @@ plots.waveforms_and_mfccs([examples[word] for word in shown], shown);
 widgets.clip_browser(data_dir);
 
 # %% [markdown]
+# ### Your own voice
+#
+# Record yourself saying a word (**record**: 2 s from your microphone, the loudest second kept)
+# and compare it with the data set's clip of that word: how loud is your room, how long the
+# word, do the MFCCs look alike? A widget needs a running notebook; after saying "yes" it
+# shows the two clips side by side, players and figures, like the browser above.
+
+# %%
+widgets.recording_vs_data(data_dir);
+
+# %% [markdown]
 # ## Background noise
 #
 # Mixed into training clips, and the only content of `_silence_` examples. Their loudness

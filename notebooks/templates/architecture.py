@@ -239,8 +239,13 @@ plots.detection_tradeoff(detect.sweep_thresholds(detection), title=f"{MODEL}: {r
 # %% [markdown]
 # ## Try it
 #
-# The int8 model (what a device would run) on a test clip; below, pick another clip or upload
-# a recording of your own (its loudest second is used).
+# The int8 model (what a device would run) on a test clip; below, pick another clip, upload a
+# recording of your own, or press **record** and say one of the words: the browser asks once
+# for the microphone, records 2 s (the bar shows the level) and the model classifies the
+# loudest second. A widget needs a running notebook; here is the one below after saying "yes"
+# (a screenshot from the project's browser test):
+#
+# ![the classifier after recording "yes"](../docs/figures/microphone_record.png)
 
 # %%
 int8_model = train_dir / "tflite_int8" / "model.tflite"
@@ -251,6 +256,25 @@ plots.probabilities(predict(test_audio[first_word]), labels, true_label=test_lab
 
 # %%
 widgets.classifier(int8_model, test_audio, labels, test_labels);
+
+# %% [markdown]
+# ### Live
+#
+# Press **listen** and talk: the microphone streams 20 ms packets into the int8 streaming model,
+# through the same stream runner as the long recording above. The chart rolls the keywords'
+# smoothed probabilities over the last 6 s; the dashed line is the threshold (the detector's
+# settings from above: `train_dir/detection.json` where `kwsnb.demo` chose them, else
+# `detect.detect`'s defaults), triangles mark detections, listed below the chart. **stop**
+# frees the microphone. The browser test says "yes", then "no", through a fake microphone:
+#
+# ![live detection of "yes" and "no"](../docs/figures/microphone_live.png)
+#
+# In Colab it runs too (Chrome lets Colab's output frames use the microphone), but each
+# 128 ms chunk travels to Colab's kernel and back, so the chart lags more than on a local
+# JupyterLab.
+
+# %%
+widgets.live_detector(train_dir / run.stream_format, labels, train_dir=train_dir)
 
 # %% [markdown]
 # ## Next
