@@ -124,6 +124,7 @@ def _widget_notebook(folder: Path, clips_dir: Path) -> Path:
             "clips = [load_clip(path) for _, path in chosen]\n"
             "clip_labels = [label for label, _ in chosen]\n"
             "classify = widgets.classifier(MODEL, clips, LABELS, clip_labels)"),
+        nbformat.v4.new_code_cell("compare = widgets.recording_vs_data(CLIPS)"),
     ]
     notebook = nbformat.v4.new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
@@ -494,3 +495,15 @@ def test_recorder_says_what_to_do_when_permission_is_refused(microphone_browser,
     output.screenshot(path=str(OUTPUT_DIR / "recorder_denied.png"))
     _no_widget_errors(page)
     page.context.close()
+
+
+def test_recording_sits_beside_the_data_sets_clip(page):
+    """00_data_setup's "your own voice": record, then hear and see it beside the data set's."""
+    output = _cell_output(page, 3)
+    _shows(output, "the data set's yes: press record and say it")
+    assert len(_audio_seconds(output)) == 1
+    output.locator(".kwsnb-mic-button").click()
+    _shows(output, "your recording beside the data set's yes")
+    assert _audio_seconds(output) == [pytest.approx(1.0, abs=0.01)] * 2
+    output.screenshot(path=str(OUTPUT_DIR / "recording_vs_data.png"))
+    _no_widget_errors(page)
