@@ -290,11 +290,19 @@ if anywidget is not None:
         status = traitlets.Unicode("").tag(sync=True)
         error = traitlets.Unicode("").tag(sync=True)
 
+        @traitlets.validate("seconds")
+        def _check_seconds(self, proposal):
+            if not 1.0 <= proposal["value"] <= 3.0:
+                raise ValueError(f"seconds must be between 1 and 3, got {proposal['value']}")
+            return proposal["value"]
+
+        @traitlets.validate("mode")
+        def _check_mode(self, proposal):
+            if proposal["value"] not in ("record", "live"):
+                raise ValueError(f"mode must be 'record' or 'live', not {proposal['value']!r}")
+            return proposal["value"]
+
         def __init__(self, mode: str = "record", seconds: float = 2.0, **kwargs):
-            if mode not in ("record", "live"):
-                raise ValueError(f"mode must be 'record' or 'live', not {mode!r}")
-            if not 1.0 <= seconds <= 3.0:
-                raise ValueError(f"seconds must be between 1 and 3, got {seconds}")
             super().__init__(mode=mode, seconds=float(seconds), **kwargs)
             self.recording: np.ndarray | None = None
             self._recording_callbacks: list[Callable[[np.ndarray], None]] = []
