@@ -310,6 +310,11 @@ if anywidget is not None:
             self._start_callbacks: list[Callable[[], None]] = []
             self.on_msg(self._on_message)
 
+        def __repr__(self) -> str:
+            # What a static page (GitHub, the rendered notebooks) shows in place of the widget.
+            return (f"Recorder(mode={self.mode!r}, seconds={self.seconds:g}): the microphone "
+                    "widget; it shows in a running notebook")
+
         def on_recording(self, callback: Callable[[np.ndarray], None]) -> None:
             """``callback(clip)`` after each recording (record mode)."""
             self._recording_callbacks.append(callback)

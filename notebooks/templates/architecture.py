@@ -269,9 +269,11 @@ widgets.classifier(int8_model, test_audio, labels, test_labels);
 #
 # ![live detection of "yes" and "no"](../docs/figures/microphone_live.png)
 #
-# In Colab it runs too (Chrome lets Colab's output frames use the microphone), but each
-# 128 ms chunk travels to Colab's kernel and back, so the chart lags more than on a local
-# JupyterLab.
+# Colab (not tested by the project): Chrome lets Colab's output frames use the microphone and
+# the setup cell enables Colab's custom widget manager, which anywidget needs; every 128 ms of
+# audio then travels over the network to Colab's kernel, so expect the chart to lag behind
+# your voice more than in a local JupyterLab. Recording (above) is one message and is not
+# affected.
 
 # %%
 widgets.live_detector(train_dir / run.stream_format, labels, train_dir=train_dir)
