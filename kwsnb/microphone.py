@@ -264,15 +264,13 @@ _CSS = """
 
 
 def _resample(audio: np.ndarray, rate: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole recording at ``rate`` resampled to ``sample_rate`` (soxr, as kwsnb.data does)."""
     audio = np.asarray(audio, np.float32)
     if int(rate) == sample_rate:
         return audio
-    from math import gcd
+    import soxr
 
-    from scipy.signal import resample_poly
-
-    divisor = gcd(int(rate), sample_rate)
-    return resample_poly(audio, sample_rate // divisor, int(rate) // divisor).astype(np.float32)
+    return soxr.resample(audio, int(rate), sample_rate, quality="HQ").astype(np.float32)
 
 
 if anywidget is not None:
@@ -308,6 +306,7 @@ if anywidget is not None:
             self._recording_callbacks: list[Callable[[np.ndarray], None]] = []
             self._audio_callbacks: list[Callable[[np.ndarray], None]] = []
             self._start_callbacks: list[Callable[[], None]] = []
+            self._stream = None  # live audio at another rate: one resampler per listening
             self.on_msg(self._on_message)
 
         def __repr__(self) -> str:
@@ -334,18 +333,26 @@ if anywidget is not None:
         def _on_message(self, _, content, buffers) -> None:
             kind = content.get("kind")
             if kind == "start":
+                self._stream = None
                 for callback in self._start_callbacks:
                     callback()
-            elif kind in ("recording", "audio"):
+            elif kind == "recording":
                 audio = _resample(np.frombuffer(bytes(buffers[0]), np.float32),
                                   content["sample_rate"])
-                if kind == "recording":
-                    self.recording = audio
-                    self.status = f"recorded {len(audio) / SAMPLE_RATE:.1f} s"
-                    callbacks = self._recording_callbacks
-                else:
-                    callbacks = self._audio_callbacks
-                for callback in callbacks:
+                self.recording = audio
+                self.status = f"recorded {len(audio) / SAMPLE_RATE:.1f} s"
+                for callback in self._recording_callbacks:
+                    callback(audio)
+            elif kind == "audio":
+                audio = np.frombuffer(bytes(buffers[0]), np.float32)
+                rate = int(content["sample_rate"])
+                if rate != SAMPLE_RATE:  # chunk by chunk without seams: a streaming resampler
+                    import soxr
+
+                    if self._stream is None:
+                        self._stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+                    audio = self._stream.resample_chunk(audio)
+                for callback in self._audio_callbacks:
                     callback(audio)
 else:
     class Recorder:  # noqa: D101 - stands in to say what to install

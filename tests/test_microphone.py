@@ -75,3 +75,24 @@ def test_recorder_turns_the_pages_buffers_into_16khz_audio():
         microphone.Recorder(seconds=5)
     with pytest.raises(ValueError, match="'record' or 'live'"):
         microphone.Recorder(mode="stream")
+
+
+def test_live_audio_at_48khz_is_resampled_without_seams():
+    """Firefox keeps the microphone's rate: chunks are resampled as one stream, so a tone cut
+    into the page's chunks comes out as the same tone, with no clicks at the chunk edges."""
+    pytest.importorskip("anywidget")
+    recorder = microphone.Recorder(mode="live")
+    got = []
+    recorder.on_audio(got.append)
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000)).astype(np.float32)
+    recorder._on_message(recorder, {"kind": "start", "sample_rate": 48000}, [])
+    for start in range(0, len(tone), 2048):
+        recorder._on_message(recorder, {"kind": "audio", "sample_rate": 48000},
+                             [memoryview(tone[start:start + 2048].tobytes())])
+    audio = np.concatenate(got)
+    assert 16000 - 800 < len(audio) <= 16000  # the resampler holds back some ms
+    # The same as resampling the whole second at once: no seam where chunks meet.
+    whole = microphone._resample(tone, 48000)
+    np.testing.assert_allclose(audio, whole[:len(audio)], atol=1e-3)
+    spectrum = np.abs(np.fft.rfft(audio[:16000 - 800], n=16000))
+    assert int(np.argmax(spectrum)) == 440
