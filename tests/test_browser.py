@@ -11,7 +11,8 @@ Screenshots go to ``test-output/browser/`` (override with ``KWSNB_TEST_OUTPUT``)
 
 The microphone is Chromium's fake one playing a WAV file made from real clips (it loops the
 file): a ``yes`` for the recorder, "yes ... no" for live detection with the int8 streaming
-model, and a second browser that refuses the permission checks the message the learner sees.
+model; browsers that refuse the permission or have no microphone check the messages the
+learner sees.
 
 Skipped with the reason when Chromium or Playwright is missing (``.ci/run`` installs both).
 """
@@ -507,3 +508,24 @@ def test_recording_sits_beside_the_data_sets_clip(page):
     assert _audio_seconds(output) == [pytest.approx(1.0, abs=0.01)] * 2
     output.screenshot(path=str(OUTPUT_DIR / "recording_vs_data.png"))
     _no_widget_errors(page)
+
+
+def test_recorder_says_what_to_do_without_a_microphone(playwright_api, jupyterlab):
+    """Chromium with no fake device on a machine without a sound card: NotFoundError."""
+    browser = playwright_api.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream"])
+    try:
+        page = _open(browser, jupyterlab.format("denied"), "no_microphone",
+                     lambda page: page.locator(".kwsnb-mic-button").wait_for())
+        devices = page.evaluate("async () => (await navigator.mediaDevices.enumerateDevices())"
+                                ".filter(d => d.kind === 'audioinput').length")
+        if devices:
+            pytest.skip(f"this machine has {devices} audio input device(s)")
+        output = _cell_output(page, 0)
+        output.locator(".kwsnb-mic-button").click()
+        output.locator(".kwsnb-mic-error").get_by_text("No microphone found").wait_for()
+        assert "or upload a recording instead" in output.locator(".kwsnb-mic-error").inner_text()
+        _no_widget_errors(page)
+    finally:
+        browser.close()
