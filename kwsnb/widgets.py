@@ -1,5 +1,6 @@
-"""Interactive notebook views: listen to clips, browse a data folder, classify a clip or an
-uploaded file.
+"""Interactive notebook views: listen to clips, browse a data folder, classify a clip, an
+uploaded file or a recording from the microphone (``kwsnb.microphone``: the recorder widget and
+live detection).
 
 The controls are ipywidgets; what they show (audio players, figures) are ordinary notebook
 outputs updated in place through display handles, not ``ipywidgets.Output`` areas. So:
@@ -206,12 +207,15 @@ def _prediction_figure(probs, clip, label_names, title, true_label, sample_rate)
 
 def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
                clip_labels: Sequence[int] | None = None, sample_rate: int = SAMPLE_RATE,
-               interactive: bool = True, max_clips: int = 200):
-    """Pick one of ``clips`` or upload an audio file; hear it and see the model's probabilities.
+               interactive: bool = True, max_clips: int = 200, record: bool = True):
+    """Pick one of ``clips``, upload an audio file or record one; hear it and see the model's
+    probabilities.
 
     ``model``: a Keras non-stream model or a raw-audio ``.tflite`` file (see ``predictor``).
     ``clip_labels``: the true label index of each clip (shown in the list and outlined in the
-    chart). Uploads longer than a second are cut to their loudest second.
+    chart). Uploads and recordings longer than a second are cut to their loudest second.
+    ``record``: a microphone recorder beside the upload button (``kwsnb.microphone.Recorder``;
+    left out, with a note, where anywidget is not installed).
     """
     from IPython.display import Markdown, display
 
@@ -257,7 +261,105 @@ def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
 
         choice.observe(lambda change: show_clip(change["new"]), names="value")
         upload.observe(on_upload, names="value")
-        controls = widgets.HBox([choice, upload])
+        row = [choice, upload]
+        recorder = _recorder() if record else None
+        if recorder is not None:
+            recorder.on_recording(lambda audio: show(loudest_second(audio, sample_rate),
+                                                     "recorded"))
+            row.append(recorder)
+        controls = widgets.HBox(row)
         display(controls)
     show_clip(0)
+    return controls
+
+
+# ---------------------------------------------------------------------------------------------
+# The microphone
+# ---------------------------------------------------------------------------------------------
+
+def _recorder(**kwargs):
+    """A ``kwsnb.microphone.Recorder``, or None (with a printed note) without anywidget."""
+    from kwsnb import microphone
+
+    try:
+        return microphone.Recorder(**kwargs)
+    except ImportError as error:
+        print(f"(no microphone: {error})")
+        return None
+
+
+def recorder(seconds: float = 2.0):
+    """A record button (``seconds``: 1-3) with a level meter; after each recording its
+    ``recording`` attribute holds the audio at 16 kHz and ``on_recording(callback)`` callbacks
+    get it. Display it (the cell's last value). None, with a note, without anywidget."""
+    return _recorder(mode="record", seconds=seconds)
+
+
+def live_detector(stream_model, label_names: Sequence[str], **kwargs):
+    """Live keyword detection from the microphone with a streaming model (e.g.
+    ``TRAIN_DIR/tflite_stream_external_int8``): see ``kwsnb.microphone.live_detector``. None,
+    with a note, without anywidget."""
+    from kwsnb import microphone
+
+    try:
+        return microphone.live_detector(stream_model, label_names, **kwargs)
+    except ImportError as error:
+        print(f"(no microphone: {error})")
+        return None
+
+
+def recording_vs_data(data_dir, sample_rate: int = SAMPLE_RATE, interactive: bool = True,
+                      **feature_flags):
+    """Record yourself saying a word and compare your clip with the data set's: both played
+    and drawn side by side (waveform and MFCCs; ``feature_flags`` as in ``clip_browser``). The
+    first view shows the data set's clip; each recording (its loudest second) joins it."""
+    from html import escape
+
+    from IPython.display import HTML, Markdown, display
+
+    from kwsnb.data import scan_folder
+
+    folder = scan_folder(data_dir)
+    words = sorted(folder.words)
+    view = _View()
+    state = {"word": "yes" if "yes" in words else words[0], "mine": None}
+
+    def show() -> None:
+        word = state["word"]
+        path = folder.words[word][0]
+        clips = {f"data set: {word} ({path.parent.name}/{path.name})": _load(path, sample_rate)}
+        if state["mine"] is not None:
+            clips["your recording"] = state["mine"]
+        caption = (f"**your recording** beside the data set's **{word}**"
+                   if state["mine"] is not None else
+                   f"the data set's **{word}**: press record and say it")
+        players = "".join(
+            f'<div style="margin:0 12px 8px 0"><div><b>{escape(name)}</b></div>'
+            f"{_audio(clip, sample_rate)._repr_html_()}</div>" for name, clip in clips.items())
+        figure = plots.waveforms_and_mfccs(list(clips.values()), list(clips), sample_rate,
+                                           **feature_flags)
+        figure.set_size_inches(5 * len(clips), 4.6)
+        view.show(Markdown(caption), HTML(f'<div style="display:flex">{players}</div>'),
+                  _detached(figure))
+
+    widgets = _ipywidgets() if interactive else None
+    controls = None
+    if widgets is not None:
+        word = widgets.Dropdown(options=words, value=state["word"], description="word")
+        row = [word]
+        mic = _recorder()
+        if mic is not None:
+            def on_recording(audio):
+                state["mine"] = loudest_second(audio, sample_rate)
+                show()
+            mic.on_recording(on_recording)
+            row.append(mic)
+
+        def on_word(change):
+            state["word"] = change["new"]
+            show()
+        word.observe(on_word, names="value")
+        controls = widgets.HBox(row)
+        display(controls)
+    show()
     return controls

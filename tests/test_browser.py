@@ -6,8 +6,13 @@ on 127.0.0.1 with a throw-away token and a private settings folder, Chromium (De
 that uses ``kwsnb.widgets`` on real clips (../shared/data's test folder when present, else the
 offline TTS set) and the repository's int8 tc_resnet, runs it, and then does what a learner
 does: picks another word, moves the clip slider, picks a clip to classify, uploads a recording,
-and checks what the page shows after each step. Screenshots go to ``test-output/browser/``
-(override with ``KWSNB_TEST_OUTPUT``).
+records one through the microphone, and checks what the page shows after each step.
+Screenshots go to ``test-output/browser/`` (override with ``KWSNB_TEST_OUTPUT``).
+
+The microphone is Chromium's fake one playing a WAV file made from real clips (it loops the
+file): a ``yes`` for the recorder, "yes ... no" for live detection with the int8 streaming
+model; browsers that refuse the permission or have no microphone check the messages the
+learner sees.
 
 Skipped with the reason when Chromium or Playwright is missing (``.ci/run`` installs both).
 """
@@ -42,6 +47,12 @@ MODEL_DIR = REPO / "models" / "tc_resnet"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
+# Chromium's fake microphone: no permission prompt, a fake device playing a file.
+FAKE_MICROPHONE_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                        "--autoplay-policy=no-user-gesture-required"]
+# A speaker (in the real test clips) whose "yes" and "no" tc_resnet's int8 models hear clearly:
+# the smoothed probability peaks >= 0.67 at every packet phase, against the 0.6 threshold.
+SPEAKER = "422d3197_nohash_0"
 TIMEOUT_MS = int(os.environ.get("KWSNB_BROWSER_TIMEOUT_MS", 120_000))  # first JupyterLab load, kernel start and TensorFlow import on 2 cores
 
 pytestmark = pytest.mark.slow
@@ -74,6 +85,26 @@ def clips_dir(request) -> Path:
     return request.getfixturevalue("synthetic_dir")
 
 
+def _word(clips_dir: Path, word: str) -> np.ndarray:
+    """The test speaker's ``word`` (the first clip of the word where that speaker is absent)."""
+    from kwsnb.data import load_clip
+
+    path = clips_dir / word / f"{SPEAKER}.flac"
+    if not path.is_file():
+        path = sorted((clips_dir / word).glob("*.*"))[0]
+    return load_clip(path)
+
+
+def _fake_microphone_wav(path: Path, parts) -> Path:
+    """A 16-bit WAV for --use-file-for-fake-audio-capture: ``parts`` are clips or seconds of
+    quiet noise (-60 dBFS, a real room is never digital zero)."""
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([rng.normal(0, 1e-3, int(part * 16000)).astype(np.float32)
+                            if isinstance(part, (int, float)) else part for part in parts])
+    soundfile.write(path, audio, 16000, subtype="PCM_16")
+    return path
+
+
 def _widget_notebook(folder: Path, clips_dir: Path) -> Path:
     """A notebook a teacher could write: browse the clips, classify them with the int8 model."""
     labels = json.loads((MODEL_DIR / "flags.json").read_text())["labels"]
@@ -94,6 +125,7 @@ def _widget_notebook(folder: Path, clips_dir: Path) -> Path:
             "clips = [load_clip(path) for _, path in chosen]\n"
             "clip_labels = [label for label, _ in chosen]\n"
             "classify = widgets.classifier(MODEL, clips, LABELS, clip_labels)"),
+        nbformat.v4.new_code_cell("compare = widgets.recording_vs_data(CLIPS)"),
     ]
     notebook = nbformat.v4.new_notebook(cells=cells, metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
@@ -102,11 +134,38 @@ def _widget_notebook(folder: Path, clips_dir: Path) -> Path:
     return path
 
 
+def _notebook(path: Path, *sources: str) -> Path:
+    cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+        path)
+    return path
+
+
+def _live_notebook(folder: Path) -> Path:
+    """Live detection with the int8 streaming model, at the model's operating point."""
+    labels = json.loads((MODEL_DIR / "flags.json").read_text())["labels"]
+    return _notebook(
+        folder / "live.ipynb",
+        "from kwsnb import widgets\n"
+        f"LABELS = {labels!r}\n"
+        f"live = widgets.live_detector({str(MODEL_DIR / 'tflite_stream_external_int8')!r}, "
+        f"LABELS, train_dir={str(MODEL_DIR)!r})\n"
+        "live")
+
+
+def _denied_notebook(folder: Path) -> Path:
+    return _notebook(folder / "denied.ipynb",
+                     "from kwsnb import widgets\nrecorder = widgets.recorder()\nrecorder")
+
+
 @pytest.fixture(scope="module")
 def jupyterlab(tmp_path_factory, clips_dir):
     """JupyterLab on 127.0.0.1 serving a folder with the widget notebook; yields its URL."""
     root = tmp_path_factory.mktemp("lab")
     notebook = _widget_notebook(root, clips_dir)
+    _live_notebook(root)
+    _denied_notebook(root)
     port, token = _free_port(), secrets.token_hex(16)
     private = root / ".jupyter"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(private / "config"),
@@ -140,7 +199,8 @@ def jupyterlab(tmp_path_factory, clips_dir):
                     pytest.fail("JupyterLab did not start:\n"
                                 + (root / "jupyterlab.log").read_text()[-3000:])
                 time.sleep(0.5)
-        yield f"{base}/lab/tree/{notebook.name}?token={token}"
+        # A workspace per notebook: pages in other browsers must not reopen each other's tabs.
+        yield f"{base}/lab/workspaces/{{0}}/tree/{{0}}.ipynb?token={token}"
     finally:
         server.terminate()
         try:
@@ -150,33 +210,62 @@ def jupyterlab(tmp_path_factory, clips_dir):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def page(playwright_api, jupyterlab):
-    """The notebook open in Chromium, every cell run, widgets rendered."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    browser = playwright_api.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_ARGS)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def _open(browser, url: str, name: str, ready, **context_options):
+    """A new page of ``browser`` on ``url`` with every cell run; ``ready(page)`` waits for what
+    the notebook shows when it is done."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context_options)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     console_errors = []
     page.on("console", lambda message: console_errors.append(message.text)
             if message.type == "error" else None)
     try:
-        page.goto(jupyterlab)
+        page.goto(url)
         page.locator(".jp-Notebook").first.wait_for()
         _run_all_cells(page)
-        # Both widgets' first views: the browser's caption and the classifier's verdict.
-        page.get_by_text(re.compile(r"clip 1 of \d+")).first.wait_for()
-        page.get_by_text("the model says").first.wait_for()
+        ready(page)
         _wait_for_idle_kernel(page)
     except Exception:  # what the page showed when it went wrong, for the person reading the log
-        _shot(page, "setup_failure")
-        (OUTPUT_DIR / "setup_failure.html").write_text(page.content())
+        _shot(page, f"{name}_setup_failure")
+        (OUTPUT_DIR / f"{name}_setup_failure.html").write_text(page.content())
         raise
     page.console_errors = console_errors
-    yield page
-    context.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(playwright_api, jupyterlab, clips_dir, tmp_path_factory):
+    """The widget notebook open in Chromium (its microphone plays a "yes"), every cell run,
+    widgets rendered."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    yes = _fake_microphone_wav(tmp_path_factory.mktemp("microphone") / "yes.wav",
+                               [0.25, _word(clips_dir, "yes"), 0.25])
+    browser = playwright_api.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS + FAKE_MICROPHONE_ARGS + [f"--use-file-for-fake-audio-capture={yes}"])
+
+    def ready(page):  # both widgets' first views: the browser's caption, the classifier's verdict
+        page.get_by_text(re.compile(r"clip 1 of \d+")).first.wait_for()
+        page.get_by_text("the model says").first.wait_for()
+
+    yield _open(browser, jupyterlab.format("widgets"), "widgets", ready)
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def microphone_browser(playwright_api, clips_dir, tmp_path_factory):
+    """A Chromium whose fake microphone says "yes", then "no" (looped) and which refuses a
+    permission nobody granted (``--deny-permission-prompts``): a page's context grants it."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    two_words = _fake_microphone_wav(
+        tmp_path_factory.mktemp("microphone") / "yes_no.wav",
+        [0.5, _word(clips_dir, "yes"), 1.0, _word(clips_dir, "no"), 1.0])
+    browser = playwright_api.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--deny-permission-prompts",
+                              "--autoplay-policy=no-user-gesture-required",
+                              f"--use-file-for-fake-audio-capture={two_words}"])
+    yield browser
     browser.close()
 
 
@@ -347,3 +436,96 @@ def test_classifier_takes_an_uploaded_recording(page, clips_dir, tmp_path):
     _no_widget_errors(page)
     widget_errors = [e for e in page.console_errors if "widget" in e.lower()]
     assert not widget_errors, widget_errors
+
+
+def test_classifier_classifies_a_recording_from_the_microphone(page):
+    """"record" beside "upload": 2 s from Chromium's fake microphone (a real "yes"), cut to its
+    loudest second, classified by the int8 model with the same verdict line and chart."""
+    output = _cell_output(page, 2)
+    button = output.locator(".kwsnb-mic-button")
+    assert button.inner_text() == "● record 2.0 s"
+    button.click()
+    _shows(output, "recorded: the model says")
+    verdict = output.get_by_text("recorded: the model says").first.inner_text()
+    assert re.fullmatch(r"recorded: the model says yes \(\d+%\)", verdict.strip()), verdict
+    _first_image(output).wait_for()  # the recording's chart
+    assert _audio_seconds(output) == [pytest.approx(1.0, abs=0.01)]  # its loudest second
+    output.locator(".kwsnb-mic-status").get_by_text("recorded 2.0 s").wait_for()
+    output.screenshot(path=str(OUTPUT_DIR / "classifier_record.png"))
+    _no_widget_errors(page)
+
+
+def test_live_mode_detects_both_words_and_frees_the_microphone(microphone_browser, jupyterlab):
+    """Live mode over "yes ... no": the int8 streaming model, 20 ms packets through the stream
+    runner, detections at the model's operating point; stop frees the microphone."""
+    page = _open(microphone_browser, jupyterlab.format("live"), "live",
+                 lambda page: page.locator(".kwsnb-mic-button").wait_for(),
+                 permissions=["microphone"])
+    output = _cell_output(page, 0)
+    button = output.locator(".kwsnb-mic-button")
+    assert button.inner_text() == "● listen"
+    # Whether the microphone is in use: Chromium's fake devices count live tracks here.
+    page.evaluate("""() => { const open = navigator.mediaDevices.getUserMedia.bind(
+        navigator.mediaDevices); window.liveTracks = [];
+        navigator.mediaDevices.getUserMedia = async c => { const s = await open(c);
+        window.liveTracks.push(...s.getTracks()); return s; }; }""")
+    button.click()
+    detected = output.locator(".kwsnb-mic-detections")
+    detected.filter(has_text=re.compile(r"yes at .*no at|no at .*yes at")).wait_for(
+        timeout=30_000)  # the file is 4.5 s, looped
+    assert page.evaluate("() => window.liveTracks.map(t => t.readyState)") == ["live"]
+    text = detected.inner_text()
+    assert set(re.findall(r"(\w+) at \d", text)) <= {"yes", "no"}, text  # nothing else fired
+    output.screenshot(path=str(OUTPUT_DIR / "live.png"))
+    button.click()
+    output.locator(".kwsnb-mic-status").get_by_text("stopped: the microphone is free").wait_for()
+    assert page.evaluate("() => window.liveTracks.map(t => t.readyState)") == ["ended"]
+    assert button.inner_text() == "● listen"
+    _no_widget_errors(page)
+    page.context.close()
+
+
+def test_recorder_says_what_to_do_when_permission_is_refused(microphone_browser, jupyterlab):
+    page = _open(microphone_browser, jupyterlab.format("denied"), "denied",
+                 lambda page: page.locator(".kwsnb-mic-button").wait_for())
+    output = _cell_output(page, 0)
+    output.locator(".kwsnb-mic-button").click()
+    message = output.locator(".kwsnb-mic-error")
+    message.get_by_text("Microphone permission was refused").wait_for()
+    assert "press the button again, or upload a recording instead" in message.inner_text()
+    output.screenshot(path=str(OUTPUT_DIR / "recorder_denied.png"))
+    _no_widget_errors(page)
+    page.context.close()
+
+
+def test_recording_sits_beside_the_data_sets_clip(page):
+    """00_data_setup's "your own voice": record, then hear and see it beside the data set's."""
+    output = _cell_output(page, 3)
+    _shows(output, "the data set's yes: press record and say it")
+    assert len(_audio_seconds(output)) == 1
+    output.locator(".kwsnb-mic-button").click()
+    _shows(output, "your recording beside the data set's yes")
+    assert _audio_seconds(output) == [pytest.approx(1.0, abs=0.01)] * 2
+    output.screenshot(path=str(OUTPUT_DIR / "recording_vs_data.png"))
+    _no_widget_errors(page)
+
+
+def test_recorder_says_what_to_do_without_a_microphone(playwright_api, jupyterlab):
+    """Chromium with no fake device on a machine without a sound card: NotFoundError."""
+    browser = playwright_api.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream"])
+    try:
+        page = _open(browser, jupyterlab.format("denied"), "no_microphone",
+                     lambda page: page.locator(".kwsnb-mic-button").wait_for())
+        devices = page.evaluate("async () => (await navigator.mediaDevices.enumerateDevices())"
+                                ".filter(d => d.kind === 'audioinput').length")
+        if devices:
+            pytest.skip(f"this machine has {devices} audio input device(s)")
+        output = _cell_output(page, 0)
+        output.locator(".kwsnb-mic-button").click()
+        output.locator(".kwsnb-mic-error").get_by_text("No microphone found").wait_for()
+        assert "or upload a recording instead" in output.locator(".kwsnb-mic-error").inner_text()
+        _no_widget_errors(page)
+    finally:
+        browser.close()

@@ -114,6 +114,20 @@ plots.waveforms_and_mfccs([examples[word] for word in shown], shown);
 widgets.clip_browser(data_dir);
 
 # %% [markdown]
+# ### Your own voice
+#
+# Record yourself saying a word (**record**: 2 s from your microphone, the loudest second kept)
+# and compare it with the data set's clip of that word: how loud is your room, how long the
+# word, do the MFCCs look alike? A widget needs a running notebook; here is the one below after
+# saying "yes" (a screenshot from the project's browser test, its fake microphone playing
+# another speaker's clip):
+#
+# ![a recorded "yes" beside the data set's](../docs/figures/microphone_compare.png)
+
+# %%
+widgets.recording_vs_data(data_dir);
+
+# %% [markdown]
 # ## Background noise
 #
 # Mixed into training clips, and the only content of `_silence_` examples. Their loudness

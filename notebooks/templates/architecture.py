@@ -244,8 +244,13 @@ plots.detection_tradeoff(detect.sweep_thresholds(detection), title=f"{MODEL}: {r
 # %% [markdown]
 # ## Try it
 #
-# The int8 model (what a device would run) on a test clip; below, pick another clip or upload
-# a recording of your own (its loudest second is used).
+# The int8 model (what a device would run) on a test clip; below, pick another clip, upload a
+# recording of your own, or press **record** and say one of the words: the browser asks once
+# for the microphone, records 2 s (the bar shows the level) and the model classifies the
+# loudest second. A widget needs a running notebook; here is the one below after saying "yes"
+# (a screenshot from the project's browser test):
+#
+# ![the classifier after recording "yes"](../docs/figures/microphone_record.png)
 
 # %%
 int8_model = train_dir / "tflite_int8" / "model.tflite"
@@ -256,6 +261,27 @@ plots.probabilities(predict(test_audio[first_word]), labels, true_label=test_lab
 
 # %%
 widgets.classifier(int8_model, test_audio, labels, test_labels);
+
+# %% [markdown]
+# ### Live
+#
+# Press **listen** and talk: the microphone streams 20 ms packets into the int8 streaming model,
+# through the same stream runner as the long recording above. The chart rolls the keywords'
+# smoothed probabilities over the last 6 s; the dashed line is the threshold (the detector's
+# settings from above: `train_dir/detection.json` where `kwsnb.demo` chose them, else
+# `detect.detect`'s defaults), triangles mark detections, listed below the chart. **stop**
+# frees the microphone. The browser test says "yes", then "no", through a fake microphone:
+#
+# ![live detection of "yes" and "no"](../docs/figures/microphone_live.png)
+#
+# Colab (not tested by the project): Chrome lets Colab's output frames use the microphone and
+# the setup cell enables Colab's custom widget manager, which anywidget needs; every 128 ms of
+# audio then travels over the network to Colab's kernel, so expect the chart to lag behind
+# your voice more than in a local JupyterLab. Recording (above) is one message and is not
+# affected.
+
+# %%
+widgets.live_detector(train_dir / run.stream_format, labels, train_dir=train_dir)
 
 # %% [markdown]
 # ## Next
