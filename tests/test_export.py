@@ -249,6 +249,23 @@ def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatc
         stack.mlir_quantize()
 
 
+def test_a_tensor_without_a_shared_range_stops_the_export(untrained, clips):
+    """force_ranges keys tensors by converter names; one that matches nothing would keep a
+    range of its own and the formats would quantize it differently: an error, not a default."""
+    from kwsnb import quantize
+    from kwsnb.runtime import ExportError
+
+    model, _ = untrained
+    shared = quantize.SharedQuantization.from_model(model, clips)
+    shared.features_int8(model, clips)  # every tensor matched
+    assert not shared.reports["tflite_features_int8"].unmatched
+    renamed = quantize.Ranges({key + "_renamed": value
+                               for key, value in shared.ranges.by_key.items()})
+    with pytest.raises(ExportError, match=r"features-in int8 model: \d+ tensor\(s\) match no "
+                                          r"tensor.*TensorFlow 2\.20 and 2\.21"):
+        quantize.SharedQuantization(shared.calibrated, renamed).features_int8(model, clips)
+
+
 def test_features_int8_model_has_int8_io(untrained, clips):
     from kwsnb import export as exporting
 
