@@ -42,7 +42,7 @@ def _require(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def real_train_dir() -> Path:
-    """../shared/data/speech_commands_lite: 6,513 real clips in the Speech Commands layout."""
+    """../shared/data/speech_commands_lite: 12,853 real clips in the Speech Commands layout."""
     return _require(REAL_TRAIN_DIR)
 
 

@@ -53,11 +53,13 @@ def _speaker(path) -> str:
 
 @pytest.mark.real_data
 def test_scan_real_training_folder(real_train_dir):
+    # The folder as of 2026-12 (../shared/data/README.md): 12,853 clips of 32 words (was 6,513
+    # of 30), every validation speaker's clip listed (1,462; was 675).
     folder = data.scan_folder(real_train_dir)
-    assert folder.num_clips == 6513
-    assert len(folder.words) == 30
+    assert folder.num_clips == 12853
+    assert len(folder.words) == 32
     assert len(folder.noise_files) == 6
-    assert len(folder.split_lists["validation"]) == 675
+    assert len(folder.split_lists["validation"]) == 1462
     assert not folder.split_lists["testing"]
 
 

