@@ -73,7 +73,7 @@ class LongRecording:
     @classmethod
     def load(cls, path) -> "LongRecording":
         """Reads what :meth:`save` wrote: the audio file and ``<stem>.csv`` beside it."""
-        import soundfile
+        from kwsnb.data.audio import read_float
 
         path = Path(path)
         events_path = path.with_suffix(".csv")
@@ -82,7 +82,10 @@ class LongRecording:
         if not events_path.is_file():
             raise FileNotFoundError(f"{events_path} not found: a long recording needs its events "
                                     "file (LongRecording.save writes both)")
-        audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        try:
+            audio, sample_rate = read_float(path)
+        except Exception as error:  # libsndfile's messages do not name the file
+            raise ValueError(f"cannot read recording {path}: {error}") from None
         with events_path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         try:
