@@ -60,6 +60,19 @@ def test_staged_learning_rate_follows_the_seed():
     np.testing.assert_allclose([float(exp(0)), float(exp(6))], [0.1, 0.001], rtol=1e-5)
 
 
+def test_a_single_stage_schedule_trains_at_its_rate():
+    # --how_many_training_steps 20 --learning_rate 0.001 was an IndexError inside Keras.
+    import keras
+
+    stages = training.Stages.from_flags("20", "0.001")
+    for kind in ("linear", "exp"):
+        optimizer = keras.optimizers.Adam(
+            learning_rate=training.learning_rate_schedule(stages, kind))
+        assert float(optimizer.learning_rate) == pytest.approx(0.001), kind
+        optimizer.iterations.assign(19)
+        assert float(optimizer.learning_rate) == pytest.approx(0.001), kind
+
+
 def test_validation_interval_divides_the_total():
     assert training.validation_interval(60000, 400) == 400
     assert training.validation_interval(600, 400) == 300

@@ -56,6 +56,8 @@ def learning_rate_schedule(stages: Stages, kind: str):
     run continues where it stopped). Step counts from 1 as in the seed."""
     import keras
 
+    if kind == "linear" and len(stages.rates) == 1:
+        return stages.rates[0]  # PiecewiseConstantDecay needs a boundary (IndexError without)
     if kind == "linear":  # the seed's name for piecewise-constant stages
         # Keras counts optimizer steps from 0, the seed from 1: stage i ends after its last step.
         boundaries = [int(b) - 1 for b in np.cumsum(stages.steps)[:-1]]
