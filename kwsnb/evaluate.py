@@ -140,9 +140,12 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
 
     loaded: dict[str, TFLiteModel] = {}
 
+    classes = int(model.outputs[0].shape[-1])
+
     def load(name: str) -> TFLiteModel:
         if name not in loaded:
             loaded[name] = TFLiteModel(read_tflite(tflite_paths[name]), name)
+            check_model_io(loaded[name], name, tflite_paths[name], classes, audio.shape[1])
         return loaded[name]
 
     for name in formats:
@@ -198,6 +201,35 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
         entry["latency_ms"] = runner.latency_ms(latency_runs) if latency_runs else None
         results[name] = {key: entry[key] for key in ("accuracy", "size_bytes", "latency_ms")} | entry
     return results
+
+
+def check_model_io(runner: TFLiteModel, name: str, path: Path, classes: int,
+                   clip_samples: int) -> None:
+    """EvaluationError when a format's .tflite does not fit the train_dir's model: another
+    number of outputs than labels, or (raw-audio formats) another clip length. A file copied
+    from another train_dir would otherwise be scored against the wrong labels."""
+    metadata = {}
+    if name.startswith("tflite_stream_external"):
+        metadata = _metadata(Path(path))
+    logits = metadata.get("logits_output", runner.output_name)
+    outputs = int(runner.outputs[logits]["shape"][-1]) if logits in runner.outputs else None
+    found = []
+    if outputs != classes:
+        found.append(f"{outputs} outputs where the train_dir has {classes} labels")
+    if name in NON_STREAM_AUDIO_FORMATS:
+        samples = int(runner.inputs[runner.input_name]["shape"][-1])
+        if samples != clip_samples:
+            found.append(f"{samples} input samples where its clips have {clip_samples}")
+    if found:
+        train_dir = Path(path).parent.parent
+        raise EvaluationError(f"{path} does not belong to {train_dir}: it has "
+                              f"{' and '.join(found)} (a file from another model?). Export "
+                              f"this train_dir's own: python -m kwsnb.evaluate {train_dir} "
+                              "--reexport")
+
+
+# Formats whose input is one raw-audio clip.
+NON_STREAM_AUDIO_FORMATS = ("tflite_float", "tflite_dynamic", "tflite_int8")
 
 
 def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
@@ -378,9 +410,11 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
     to_export = [f for f, path in paths.items()
                  if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
+    clip_samples = int(model.inputs[0].shape[-1])
     for name, path in paths.items():
         if name not in to_export:
-            read_tflite(path)
+            check_model_io(TFLiteModel(read_tflite(path), name), name, path, classes,
+                           clip_samples)
 
     dataset = None
 

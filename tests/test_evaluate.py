@@ -249,3 +249,23 @@ def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_trai
     assert (train_dir / "tflite_float" / "model.tflite").is_file()
     assert stale.stat().st_mtime > old + 60
     assert kept.stat().st_mtime == kept_time
+
+
+@pytest.mark.real_data
+def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_train_dir,
+                                                                   real_test_dir):
+    # The committed tc_resnet's 9-label file copied into this 4-label train_dir, recorded as
+    # exported from its weights: it was scored against the wrong labels and the report replaced.
+    from kwsnb import evaluate
+
+    folder = untrained_train_dir / "tflite_float"
+    shutil.copytree(Path(__file__).parents[1] / "models" / "tc_resnet" / "tflite_float", folder)
+    evaluate._record_weights(folder, evaluate._digest(untrained_train_dir /
+                                                      "best_weights.weights.h5"))
+    report = untrained_train_dir / "report_speech_commands_test_lite.json"
+    report.write_text('{"formats": "the full report"}')
+    code, _, err = run_cli(untrained_train_dir, "--test_dir", real_test_dir, "--exclude",
+                           ",".join(TEST_EXCLUDE), "--formats", "tflite_float")
+    assert code == 2 and str(folder / "model.tflite") in err
+    assert f"9 outputs where the train_dir has {len(WORDS)} labels" in err and "--reexport" in err
+    assert report.read_text() == '{"formats": "the full report"}'
