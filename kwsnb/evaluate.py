@@ -37,10 +37,15 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -50,7 +55,7 @@ import numpy as np
 
 from kwsnb import convert, streaming
 from kwsnb import export as exporting
-from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
+from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel, check_io,
                            predict_non_stream, predict_stream_external, predict_stream_internal,
                            read_tflite)
 
@@ -145,7 +150,7 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     def load(name: str) -> TFLiteModel:
         if name not in loaded:
             loaded[name] = TFLiteModel(read_tflite(tflite_paths[name]), name)
-            check_model_io(loaded[name], name, tflite_paths[name], classes, audio.shape[1])
+            _check_io(loaded[name], name, tflite_paths[name], classes, audio.shape[1])
         return loaded[name]
 
     for name in formats:
@@ -203,35 +208,6 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     return results
 
 
-def check_model_io(runner: TFLiteModel, name: str, path: Path, classes: int,
-                   clip_samples: int) -> None:
-    """EvaluationError when a format's .tflite does not fit the train_dir's model: another
-    number of outputs than labels, or (raw-audio formats) another clip length. A file copied
-    from another train_dir would otherwise be scored against the wrong labels."""
-    metadata = {}
-    if name.startswith("tflite_stream_external"):
-        metadata = _metadata(Path(path))
-    logits = metadata.get("logits_output", runner.output_name)
-    outputs = int(runner.outputs[logits]["shape"][-1]) if logits in runner.outputs else None
-    found = []
-    if outputs != classes:
-        found.append(f"{outputs} outputs where the train_dir has {classes} labels")
-    if name in NON_STREAM_AUDIO_FORMATS:
-        samples = int(runner.inputs[runner.input_name]["shape"][-1])
-        if samples != clip_samples:
-            found.append(f"{samples} input samples where its clips have {clip_samples}")
-    if found:
-        train_dir = Path(path).parent.parent
-        raise EvaluationError(f"{path} does not belong to {train_dir}: it has "
-                              f"{' and '.join(found)} (a file from another model?). Export "
-                              f"this train_dir's own: python -m kwsnb.evaluate {train_dir} "
-                              "--reexport")
-
-
-# Formats whose input is one raw-audio clip.
-NON_STREAM_AUDIO_FORMATS = ("tflite_float", "tflite_dynamic", "tflite_int8")
-
-
 def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
     """Inputs for timing one packet: a real packet and (external state) zero states."""
     packet_name = metadata.get("packet_input", runner.input_name)
@@ -239,6 +215,13 @@ def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) ->
     runner.set(packet_name, clip[np.newaxis, :packet_samples])
     for state in metadata.get("states", []):
         runner.set(state["input"], np.zeros(runner.inputs[state["input"]]["shape"], np.float32))
+
+
+def _check_io(runner: TFLiteModel, name: str, path: Path, classes: int, clip_samples: int):
+    logits = _metadata(Path(path)).get("logits_output") if "stream_external" in name else None
+    check_io(runner, path, classes, logits_output=logits,
+             clip_samples=None if name in ("tflite_features_int8", *exporting.STREAM_FORMATS)
+             else clip_samples)
 
 
 def _tflm_entry(tflite_path: Path) -> dict:
@@ -378,6 +361,25 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     ``test_dir``: a folder in the official test-set layout instead of the testing split;
     ``exclude``: its label folders to leave out (e.g. go, on, off). Returns the report.
     """
+    from kwsnb import train as training
+
+    train_dir = Path(train_dir)
+    evaluate = functools.partial(_evaluate_train_dir, train_dir, test_dir, exclude, formats,
+                                 stream_clips, reexport, latency_runs, progress)
+    if not (train_dir / training.FLAGS_FILE).is_file():  # the error names it; nothing created
+        return evaluate()
+    with contextlib.ExitStack() as stack:
+        try:  # a training or evaluation still writing the folder says so
+            stack.enter_context(training.state.locked(train_dir, "evaluating"))
+        except training.TrainError as error:
+            raise EvaluationError(str(error)) from None
+        for staging in train_dir.glob(".export-*"):  # left by a killed export (ours, never read)
+            shutil.rmtree(staging, ignore_errors=True)
+        return evaluate()
+
+
+def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clips, reexport,
+                        latency_runs, progress) -> dict:
     from kwsnb import data, models
     from kwsnb import train as training
 
@@ -413,8 +415,7 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     clip_samples = int(model.inputs[0].shape[-1])
     for name, path in paths.items():
         if name not in to_export:
-            check_model_io(TFLiteModel(read_tflite(path), name), name, path, classes,
-                           clip_samples)
+            _check_io(TFLiteModel(read_tflite(path), name), name, path, classes, clip_samples)
 
     dataset = None
 
@@ -463,9 +464,8 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
             try:
                 if name in exporting.STREAM_FORMATS and not stream_models:
                     stream_models.update(_streaming_models(model))
-                exporting.export(model, train_dir, representative, labels, formats=[name],
-                                 stream_models=stream_models or None)
-                _record_weights(train_dir / name, weights)
+                _export_format(model, train_dir, name, representative, labels, stream_models,
+                               weights)
             except ExportError as error:
                 errors[name] = str(error)
                 warnings.warn(f"{name} not exported: {error}", stacklevel=2)
@@ -478,9 +478,34 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     report = build_report(flags["model_name"], models.count_params(model), labels, results, test_set,
                           latency_runs)
     json_path, text_path = report_paths(train_dir, test_dir)
-    json_path.write_text(json.dumps(report, indent=2))
-    text_path.write_text(format_report(report))
+    training.state.write_text_atomic(json_path, json.dumps(report, indent=2))
+    training.state.write_text_atomic(text_path, format_report(report))
     return report
+
+
+EXPORTING_MARKER = ".exporting"
+
+
+def _export_format(model, train_dir: Path, name: str, representative, labels, stream_models,
+                   weights_digest: str) -> None:
+    """Exports one format into a staging folder, then moves its files into ``train_dir/name``
+    under a marker: a kill at any moment leaves either the previous files or a marked folder
+    that the next evaluation exports again (``_stale``), never a cut model.tflite in use."""
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=train_dir))
+    try:
+        exporting.export(model, staging, representative, labels, formats=[name],
+                         stream_models=stream_models or None)
+        _record_weights(staging / name, weights_digest)
+        folder = train_dir / name
+        folder.mkdir(exist_ok=True)
+        marker = folder / EXPORTING_MARKER
+        marker.write_text("export in progress: an evaluation exports this format again\n")
+        for new in sorted((staging / name).iterdir(),  # metadata.json (the digest) last
+                          key=lambda f: f.name == exporting.METADATA_FILE):
+            os.replace(new, folder / new.name)
+        marker.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _digest(path: Path) -> str:
@@ -492,8 +517,8 @@ def _stale(path: Path, weights_digest: str, weights_time: float) -> bool:
     weights. The weights' digest recorded at export decides (a fresh clone gives every file the
     same age); without one, file times do. A folder without its model is not re-exported
     silently: reading it names the file."""
-    if not path.parent.is_dir():
-        return True
+    if not path.parent.is_dir() or (path.parent / EXPORTING_MARKER).exists():
+        return True  # never exported, or a kill cut its export short
     if not path.is_file():
         return False
     try:

@@ -127,6 +127,27 @@ def signature_details(interpreter) -> tuple[dict, dict]:
             {n: outputs[n] for n in output_order})
 
 
+def check_io(runner: "TFLiteModel", path, classes: int, logits_output: str | None = None,
+             clip_samples: int | None = None) -> None:
+    """ExportError when a .tflite does not fit the model it is used for: another number of
+    outputs than labels, or (``clip_samples``) another clip length. A file copied from another
+    train_dir would otherwise be scored or run against the wrong labels."""
+    logits = logits_output or runner.output_name
+    outputs = int(runner.outputs[logits]["shape"][-1]) if logits in runner.outputs else None
+    found = []
+    if outputs != classes:
+        found.append(f"{outputs} outputs where the train_dir has {classes} labels")
+    if clip_samples is not None:
+        samples = int(runner.inputs[runner.input_name]["shape"][-1])
+        if samples != clip_samples:
+            found.append(f"{samples} input samples where its clips have {clip_samples}")
+    if found:
+        train_dir = Path(path).parent.parent
+        raise ExportError(f"{path} does not belong to {train_dir}: it has {' and '.join(found)} "
+                          f"(a file from another model?). Export this train_dir's own: "
+                          f"python -m kwsnb.evaluate {train_dir} --reexport")
+
+
 def as_audio(audio) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 2 or len(audio) == 0:

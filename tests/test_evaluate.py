@@ -269,3 +269,51 @@ def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_tr
     assert code == 2 and str(folder / "model.tflite") in err
     assert f"9 outputs where the train_dir has {len(WORDS)} labels" in err and "--reexport" in err
     assert report.read_text() == '{"formats": "the full report"}'
+
+
+_KILL_DURING_EXPORT = """
+import os, pathlib, signal, sys
+from kwsnb import evaluate
+
+where = sys.argv.pop(1)
+write_bytes, replace = pathlib.Path.write_bytes, os.replace
+
+def cut_write(self, data):  # half of tflite_dynamic's model.tflite, then SIGKILL
+    if where == "writing" and str(self).endswith("tflite_dynamic/model.tflite"):
+        write_bytes(self, data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_bytes(self, data)
+
+def cut_replace(source, target):  # its model.tflite in place, its metadata.json not yet
+    if where == "moving" and str(target).endswith("tflite_dynamic/metadata.json"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, target)
+
+pathlib.Path.write_bytes, os.replace = cut_write, cut_replace
+sys.exit(evaluate.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.parametrize("where", ["writing", "moving"])
+def test_a_kill_during_export_leaves_a_train_dir_that_evaluates(untrained_train_dir,
+                                                                real_test_dir, where):
+    import signal
+    import subprocess
+    import sys
+
+    argv = [str(untrained_train_dir), "--test_dir", str(real_test_dir), "--exclude",
+            ",".join(TEST_EXCLUDE), "--formats", "tflite_float,tflite_dynamic",
+            "--latency_runs", "1", "--stream_clips", "10"]
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", _KILL_DURING_EXPORT, where, *argv],
+                            cwd=repo, capture_output=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    code, out, err = run_cli(*argv, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["formats"]["tflite_dynamic"]["accuracy"] > 0
+    assert not list(untrained_train_dir.glob(".export-*"))
+    assert not (untrained_train_dir / "tflite_dynamic" / ".exporting").exists()

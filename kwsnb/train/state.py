@@ -105,9 +105,9 @@ def locked(train_dir: str | Path, doing: str = "training"):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise TrainError(f"{train_dir} is in use: {holder}. Two runs in one train_dir would "
-                         "overwrite each other's weights and logs; wait for that one to finish, "
-                         "or give another --train_dir") from None
+        raise TrainError(f"{train_dir} is in use: {holder}. Wait for it to finish, or give "
+                         "another --train_dir (two processes writing one train_dir would "
+                         "overwrite each other's weights, logs and reports)") from None
     try:
         handle.seek(0)
         handle.truncate()
