@@ -623,3 +623,21 @@ def test_a_kill_during_the_first_backup_write_leaves_a_resumable_run(synthetic_d
     assert epochs == [0, 1]
     assert training.finished_run(train_dir) is not None
     training.load_trained_model(train_dir, training.LAST_WEIGHTS)
+
+
+def test_a_data_dir_of_other_files_is_neither_changed_nor_advised_deleted(tmp_path, real_train_dir):
+    # With the default --data_url, a folder of the user's own recordings got data_setup's
+    # message: "Delete it and run the command again, or ... --source" (a flag kwsnb.train lacks).
+    import shutil
+
+    mine = tmp_path / "my_recordings"
+    mine.mkdir()
+    shutil.copy(next((real_train_dir / "yes").iterdir()), mine / "take1.flac")
+    argv = quick_argv(mine, tmp_path / "run")
+    argv = argv[2:]  # the default --data_url (the official archive)
+    with pytest.raises(training.TrainError) as refused:
+        pipeline.run(argv)
+    message = str(refused.value)
+    assert f"--data_dir {mine}" in message and "--data_url ''" in message
+    assert "elete" not in message and "--source" not in message
+    assert [p.name for p in mine.iterdir()] == ["take1.flac"]

@@ -93,7 +93,16 @@ def _data(flags: dict[str, Any]):
 
     data_dir = Path(flags["data_dir"])
     try:
-        if flags.get("data_url") and not speech_commands.check_layout(data_dir).ok:
+        layout = speech_commands.check_layout(data_dir)
+        if flags.get("data_url") and not layout.ok and data_dir.is_dir() \
+                and any(data_dir.iterdir()):
+            raise TrainError(
+                f"--data_dir {data_dir} holds files but not a Speech Commands data set "
+                f"({'; '.join(layout.problems)}); nothing in it was changed. --data_url "
+                "downloads only into a new or empty folder: give another --data_dir to download "
+                f"into, or --data_url '' to read {data_dir} as it is (see `python -m "
+                "data_setup.speech_commands --help` to prepare one)")
+        if flags.get("data_url") and not layout.ok:
             speech_commands.prepare(data_dir, source=flags["data_url"])
         return data.SpeechCommands.from_flags(flags)
     except (ValueError, OSError, speech_commands.DataSetupError) as error:
