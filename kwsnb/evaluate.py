@@ -243,12 +243,14 @@ def _tflm_entry(tflite_path: Path) -> dict:
 def _metadata(tflite_path: Path) -> dict:
     path = Path(tflite_path).parent / exporting.METADATA_FILE
     if not path.is_file():
-        raise EvaluationError(f"{path} not found: it describes the stream model's states; "
-                              "re-export the format (--reexport)")
+        raise EvaluationError(f"{path} not found: it describes the stream model's states; export "
+                              f"the format again: python -m kwsnb.evaluate {path.parent.parent} "
+                              "--reexport")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise EvaluationError(f"{path} is not valid JSON ({error}); re-export (--reexport)") from None
+        raise EvaluationError(f"{path} is not valid JSON ({error}); export the format again: "
+                              f"python -m kwsnb.evaluate {path.parent.parent} --reexport") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,6 +66,11 @@ def check_builtin_ops(model_content: bytes, what: str = "model") -> list[str]:
     return names
 
 
+def _reexport_hint(path: Path) -> str:
+    """The command that writes a train_dir's format again (kwsnb.train has no --reexport)."""
+    return f"`python -m kwsnb.evaluate {path.parent.parent} --reexport`"
+
+
 def read_tflite(path: str | Path) -> bytes:
     """Reads a .tflite file and checks that LiteRT can load it; ExportError names the file."""
     path = Path(path)
@@ -75,13 +80,14 @@ def read_tflite(path: str | Path) -> bytes:
     content = path.read_bytes()
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ExportError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier; "
-                          f"{len(content)} bytes): re-export it (--reexport) or delete it")
+                          f"{len(content)} bytes): in a train_dir, export it again with "
+                          f"{_reexport_hint(path)}")
     try:
         interpreter = make_interpreter(content)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ExportError(f"{path} is corrupt: LiteRT cannot load it ({error}). "
-                          "Re-export it (--reexport) or delete it") from None
+                          f"In a train_dir, export it again with {_reexport_hint(path)}") from None
     return content
 
 
@@ -144,8 +150,8 @@ def check_io(runner: "TFLiteModel", path, classes: int, logits_output: str | Non
     if found:
         train_dir = Path(path).parent.parent
         raise ExportError(f"{path} does not belong to {train_dir}: it has {' and '.join(found)} "
-                          f"(a file from another model?). Export this train_dir's own: "
-                          f"python -m kwsnb.evaluate {train_dir} --reexport")
+                          f"(a file from another model?). Export this train_dir's own with "
+                          f"{_reexport_hint(Path(path))}")
 
 
 def as_audio(audio) -> np.ndarray:

@@ -641,3 +641,20 @@ def test_a_data_dir_of_other_files_is_neither_changed_nor_advised_deleted(tmp_pa
     assert f"--data_dir {mine}" in message and "--data_url ''" in message
     assert "elete" not in message and "--source" not in message
     assert [p.name for p in mine.iterdir()] == ["take1.flac"]
+
+
+def test_a_damaged_weights_or_tflite_file_is_named_with_a_command_that_exists(tmp_path):
+    models_dir = _committed_run(tmp_path)
+    train_dir = models_dir / "tc_resnet"
+    argv = _committed_argv(models_dir, extra=["--train", "0"])
+    tflite = train_dir / "tflite_float" / "model.tflite"
+    tflite.write_bytes(tflite.read_bytes()[:5000])  # cut
+    with pytest.raises(training.TrainError) as refused:
+        pipeline.run(argv)
+    # kwsnb.train has no --reexport: the hint names the command that has it.
+    assert str(tflite) in str(refused.value)
+    assert f"python -m kwsnb.evaluate {train_dir} --reexport" in str(refused.value)
+    weights = train_dir / training.BEST_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(training.TrainError, match=re.escape(str(weights))):
+        pipeline.run(argv)

@@ -282,7 +282,8 @@ def expected_labels(flags: dict[str, Any]) -> list[str]:
 
 def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """``--train 0``: the saved flags of ``--train_dir``, checked against the command line's
-    model and labels; the command line's --test_dir/--test_exclude apply."""
+    model and labels; the command line's --train_dir, --test_dir, --test_exclude, --stream_clips
+    and --latency_runs apply."""
     train_dir = flags["train_dir"]
     saved = load_flags(train_dir)
     if saved.get("model_name") != flags["model_name"]:
@@ -293,7 +294,8 @@ def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
         raise TrainError(f"{train_dir} was trained on labels {saved.get('labels')}, but this "
                          f"command line asks for {expected_labels(flags)}: give the same "
                          "--wanted_words (and silence/unknown percentages) it was trained with")
-    evaluation = ("test_dir", "test_exclude", "stream_clips", "latency_runs")
+    # The folder named on the command line (flags.json's may be relative to another folder).
+    evaluation = ("train_dir", "test_dir", "test_exclude", "stream_clips", "latency_runs")
     return {**saved, **{key: flags.get(key) for key in evaluation}}
 
 

@@ -73,6 +73,9 @@ def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
                          f"{train_dir / FLAGS_FILE} ({error}); it was written by another model or "
                          "an older kwsnb (before the front end's normalization): retrain "
                          "it") from None
+    except OSError as error:  # h5py: a file cut by a kill or a full disk
+        raise TrainError(f"{path} cannot be read ({str(error).splitlines()[0]}): restore it from "
+                         "a copy, or train again into another --train_dir") from None
     return model, flags
 
 
