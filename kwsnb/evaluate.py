@@ -114,6 +114,7 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     unknown = [f for f in formats if f not in ALL_FORMATS]
     if unknown:
         raise EvaluationError(f"unknown format(s) {unknown}; choose from {list(ALL_FORMATS)}")
+    _check_counts(stream_clips, latency_runs)
     missing = [f for f in formats if f != KERAS and f not in tflite_paths]
     if missing:
         raise EvaluationError(f"no .tflite file given for {missing}")
@@ -206,6 +207,14 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
         entry["latency_ms"] = runner.latency_ms(latency_runs) if latency_runs else None
         results[name] = {key: entry[key] for key in ("accuracy", "size_bytes", "latency_ms")} | entry
     return results
+
+
+def _check_counts(stream_clips: int | None, latency_runs: int) -> None:
+    if stream_clips is not None and (int(stream_clips) != stream_clips or stream_clips < 1):
+        raise EvaluationError(f"--stream_clips must be a positive number of clips (0 on the "
+                              f"command line: all), got {stream_clips}")
+    if int(latency_runs) != latency_runs or latency_runs < 0:
+        raise EvaluationError(f"--latency_runs must be 0 (no latency) or more, got {latency_runs}")
 
 
 def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
@@ -366,6 +375,7 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     from kwsnb import train as training
 
     train_dir = Path(train_dir)
+    _check_counts(stream_clips, latency_runs)  # before any file or data is read
     evaluate = functools.partial(_evaluate_train_dir, train_dir, test_dir, exclude, formats,
                                  stream_clips, reexport, latency_runs, progress)
     if not (train_dir / training.FLAGS_FILE).is_file():  # the error names it; nothing created

@@ -801,6 +801,9 @@ def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | Non
     train_dir's ``tflite_features_int8`` when it runs in TFLM, converted afresh otherwise; the
     streaming one is converted (calibration on ``clips`` training clips). Returns the metadata
     per kind."""
+    if int(clips) != clips or clips < 1:
+        raise MicroError(f"--clips must be at least 1 (training clips that calibrate the int8 "
+                         f"models), got {clips}")
     model, flags = load_train_dir(train_dir)
     if data_dir is not None:
         flags = {**flags, "data_dir": data_dir}

@@ -317,3 +317,23 @@ def test_a_kill_during_export_leaves_a_train_dir_that_evaluates(untrained_train_
     assert report["formats"]["tflite_dynamic"]["accuracy"] > 0
     assert not list(untrained_train_dir.glob(".export-*"))
     assert not (untrained_train_dir / "tflite_dynamic" / ".exporting").exists()
+
+
+@pytest.mark.real_data
+def test_impossible_counts_are_one_error_line(untrained_train_dir, tmp_path, capsys):
+    # Each was a raw traceback (numpy's choice, tf.data's batch, the calibration's slice).
+    from kwsnb import data, micro
+
+    code, _, err = run_cli(untrained_train_dir, "--stream_clips", "-5")
+    assert code == 2 and "--stream_clips must be a positive number" in err
+    code, _, err = run_cli(untrained_train_dir, "--latency_runs", "-1")
+    assert code == 2 and "--latency_runs must be 0" in err
+    assert micro.main([str(untrained_train_dir), "--out", str(tmp_path / "micro"),
+                       "--clips", "0"]) == 2
+    assert "--clips must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "micro").exists()
+    flags = json.loads((untrained_train_dir / "flags.json").read_text())
+    dataset = data.SpeechCommands(flags["data_dir"], flags["wanted_words"], progress=False,
+                                  silence_percentage=0, unknown_percentage=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        dataset.dataset("training", batch_size=0)

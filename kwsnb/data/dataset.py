@@ -417,6 +417,8 @@ class SpeechCommands:
         object's) fixes shuffling and augmentation.
         """
         self._check_split(split)
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         training = split == "training"
         augment = training if augment is None else augment
         shuffle = training if shuffle is None else shuffle
