@@ -658,3 +658,13 @@ def test_a_damaged_weights_or_tflite_file_is_named_with_a_command_that_exists(tm
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(training.TrainError, match=re.escape(str(weights))):
         pipeline.run(argv)
+
+
+def test_sample_rate_and_clip_duration_reach_the_model(tmp_path):
+    # They shaped the data's clips but not the model's input: a Keras shape traceback later.
+    flags = training.parse_command_line(quick_argv(tmp_path, tmp_path / "run",
+                                                   extra=["--clip_duration_ms", "1500"]))
+    assert training.build_model(flags).inputs[0].shape[-1] == 24000
+    argv = quick_argv(tmp_path / "no_data", tmp_path / "run", extra=["--sample_rate", "8000"])
+    with pytest.raises(training.TrainError, match="mel_upper_edge_hertz.*Nyquist.*8000"):
+        pipeline.run(argv)  # refused before any data is read

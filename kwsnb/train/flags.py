@@ -263,9 +263,10 @@ def load_flags(train_dir: str | Path) -> dict[str, Any]:
 
 
 def resolved_model_flags(flags: dict[str, Any]) -> dict[str, Any]:
-    """Architecture flags with the command line's feature flags applied."""
+    """Architecture flags with the command line's feature flags applied, and its clip format
+    (--sample_rate, --clip_duration_ms: the data's clips and the model's input must agree)."""
     model_flags = dict(flags.get("model_flags", {}))
-    for name in _FEATURE_FLAGS:
+    for name in (*_FEATURE_FLAGS, "sample_rate", "clip_duration_ms"):
         if flags.get(name) is not None:
             model_flags[name] = flags[name]
     return model_flags
