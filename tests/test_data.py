@@ -578,3 +578,20 @@ def test_float_wav_files_load_as_their_samples_on_every_path(real_train_dir, tmp
     (folder / "long.csv").write_text("start_s,end_s,label\n0.1,0.9,yes\n")
     recording = LongRecording.load(folder / "long.wav")
     np.testing.assert_allclose(recording.audio[:16000], reference, atol=1 / 32768)
+
+
+def test_split_lists_naming_missing_clips_and_impossible_percentages_are_reported(synthetic_dir,
+                                                                                 tmp_path):
+    folder = _copy_words(synthetic_dir, tmp_path / "set", ["yes", "no"])
+    speakers = sorted({_speaker(p) for p in (folder / "yes").iterdir()})
+    (folder / "validation_list.txt").write_text(
+        f"yes/{speakers[0]}_nohash_0.wav\nyes/gone1_nohash_0.wav\nno/gone2_nohash_0.wav\n")
+    with pytest.warns(UserWarning, match=r"validation_list\.txt names 2 of its 3 clips that are "
+                                         r"not in .*no/gone2_nohash_0, yes/gone1_nohash_0"):
+        dataset = _load(folder, "yes,no")
+    assert dataset.label_counts["validation"]["yes"] == 1
+    for bad, named in ((dict(validation_percentage=120), "validation_percentage=120"),
+                       (dict(silence_percentage=-5), "silence_percentage=-5"),
+                       (dict(validation_percentage=60, testing_percentage=60), "= 120")):
+        with pytest.raises(ValueError, match=f"{named}.*must lie in 0-100"):
+            _load(folder, "yes,no", **bad)
