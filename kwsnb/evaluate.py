@@ -489,10 +489,44 @@ def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clip
     results = {name: results[name] for name in formats}
     report = build_report(flags["model_name"], models.count_params(model), labels, results, test_set,
                           latency_runs)
+    report["weights_sha256"] = weights
     json_path, text_path = report_paths(train_dir, test_dir)
+    report = _keep_what_was_not_measured(report, json_path, weights_path)
     training.state.write_text_atomic(json_path, json.dumps(report, indent=2))
     training.state.write_text_atomic(text_path, format_report(report))
     return report
+
+
+def _keep_what_was_not_measured(report: dict, json_path: Path, weights_path: Path) -> dict:
+    """A partial evaluation (--formats, --latency_runs 0) updates the report it would replace,
+    when that one measured the same weights on the same clips: the formats it did not evaluate
+    and the latencies it did not measure are kept, so a full report never shrinks."""
+    try:
+        previous = json.loads(json_path.read_text())
+        same_weights = previous.get("weights_sha256", report["weights_sha256"]) == \
+            report["weights_sha256"] and (previous.get("weights_sha256") or
+                                          json_path.stat().st_mtime >= weights_path.stat().st_mtime)
+        same = same_weights and all(previous.get(key) == report[key]
+                                    for key in ("model", "labels", "test_set"))
+        old_formats = dict(previous["formats"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return report
+    if not same:
+        return report
+    formats = {**old_formats, **report["formats"]}
+    kept_latency = False
+    for name, entry in report["formats"].items():
+        old = old_formats.get(name) or {}
+        if "accuracy" in entry and entry.get("latency_ms") is None \
+                and old.get("latency_ms") is not None:
+            formats[name] = {**entry, "latency_ms": old["latency_ms"]}
+            kept_latency = True
+    measurement = dict(report["measurement"])
+    if kept_latency:
+        measurement["latency"] = previous.get("measurement", {}).get("latency")
+    order = [f for f in ALL_FORMATS if f in formats]
+    return {**report, "formats": {name: formats[name] for name in order},
+            "measurement": measurement}
 
 
 EXPORTING_MARKER = ".exporting"

@@ -337,3 +337,29 @@ def test_impossible_counts_are_one_error_line(untrained_train_dir, tmp_path, cap
                                   silence_percentage=0, unknown_percentage=0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         dataset.dataset("training", batch_size=0)
+
+
+@pytest.mark.real_data
+def test_a_partial_evaluation_updates_the_report_instead_of_shrinking_it(untrained_train_dir,
+                                                                        real_test_dir):
+    argv = [untrained_train_dir, "--test_dir", real_test_dir, "--exclude", ",".join(TEST_EXCLUDE),
+            "--json"]
+    code, out, err = run_cli(*argv, "--formats", "keras,tflite_float", "--latency_runs", "5")
+    assert code == 0, err
+    full = json.loads(out)
+    code, out, err = run_cli(*argv, "--formats", "tflite_float", "--latency_runs", "0")
+    assert code == 0, err
+    report = json.loads((untrained_train_dir / "report_speech_commands_test_lite.json").read_text())
+    assert list(report["formats"]) == ["keras", "tflite_float"]
+    assert report["formats"]["keras"] == full["formats"]["keras"]
+    assert report["formats"]["tflite_float"]["latency_ms"] == \
+        full["formats"]["tflite_float"]["latency_ms"]
+    assert report["measurement"]["latency"] == full["measurement"]["latency"]
+    # Other weights: the old entries are not theirs, so the report is replaced.
+    import keras
+
+    keras.utils.set_random_seed(1)
+    small_model().save_weights(untrained_train_dir / "best_weights.weights.h5")
+    code, out, err = run_cli(*argv, "--formats", "tflite_float", "--latency_runs", "0")
+    assert code == 0, err
+    assert list(json.loads(out)["formats"]) == ["tflite_float"]
