@@ -140,3 +140,18 @@ def test_sweep_two_quick_runs_one_failing_then_rerun(synthetic_dir, tmp_path):
     assert rows["yes,nosuchword"]["action"] == "ran"
     assert "1 already finished, 1 to run" in again.stdout
     print(f"sweep of 2 quick runs: {first_seconds:.0f} s")
+
+
+def test_numbers_from_a_sweeps_p_reach_the_command_line_as_flags(tmp_path):
+    # papermill injects `-p learning_rates 0.001` as a float: it failed inside argparse.
+    from kwsnb import notebooks, seed
+    from kwsnb import train as training
+
+    run = notebooks.settings(True, 300, 0.001)
+    argv = seed.seed_command("svdf", str(tmp_path), str(tmp_path), run.steps, run.learning_rates,
+                             extra=["--eval_step_interval", 100])
+    flags = training.parse_command_line(argv)
+    assert (flags["how_many_training_steps"], flags["learning_rate"]) == ("300", "0.001")
+    assert flags["eval_step_interval"] == 100
+    assert training.Stages.from_flags(flags["how_many_training_steps"],
+                                      flags["learning_rate"]).rates == (0.001,)

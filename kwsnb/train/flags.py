@@ -194,7 +194,7 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
     ``model_flags``)."""
     from kwsnb import models
 
-    argv = list(argv)
+    argv = [str(arg) for arg in argv]  # numbers from a notebook parameter or a sweep's -p
     model_position = next((i for i, arg in enumerate(argv) if arg in models.MODELS), None)
     base_argv = argv if model_position is None else argv[:model_position]
     model_argv = [] if model_position is None else argv[model_position + 1:]
