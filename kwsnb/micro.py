@@ -788,7 +788,16 @@ def _current_features_int8(train_dir: Path) -> bytes | None:
     except ValueError:
         return None
     weights = hashlib.sha256((train_dir / training.BEST_WEIGHTS).read_bytes()).hexdigest()
-    if recorded != weights or not tflm_check(path, find_minimum=False)["runs"]:
+    if recorded != weights:
+        return None
+    try:  # a cut or foreign file is named and replaced by a fresh conversion, never run
+        runtime.read_tflite(path)
+    except ExportError as error:
+        import warnings
+
+        warnings.warn(f"{error}; converting the features-in model afresh", stacklevel=3)
+        return None
+    if not tflm_check(path, find_minimum=False)["runs"]:
         return None
     return path.read_bytes()
 
