@@ -422,9 +422,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _hold_run_lock(folder: Path):
     """The open, locked run.lock of ``folder``; None when another process holds it."""
-    import fcntl
-
     handle = open(folder / LOCK_FILE, "a+")
+    try:
+        import fcntl
+    except ImportError:  # Windows: runs are not locked there
+        return handle
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
