@@ -582,7 +582,7 @@ def test_float_wav_files_load_as_their_samples_on_every_path(real_train_dir, tmp
 
 def test_split_lists_naming_missing_clips_and_impossible_percentages_are_reported(synthetic_dir,
                                                                                  tmp_path):
-    folder = _copy_words(synthetic_dir, tmp_path / "set", ["yes", "no"])
+    folder = _copy_words(synthetic_dir, tmp_path / "set", ["yes", "no", "cat"])
     speakers = sorted({_speaker(p) for p in (folder / "yes").iterdir()})
     (folder / "validation_list.txt").write_text(
         f"yes/{speakers[0]}_nohash_0.wav\nyes/gone1_nohash_0.wav\nno/gone2_nohash_0.wav\n")
