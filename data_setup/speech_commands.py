@@ -497,16 +497,16 @@ def _prepare_one(out_dir: Path, spec: ArchiveSpec, source: str | os.PathLike | N
         summary = check_layout(out_dir, require_noise)
         if not summary.ok:
             raise DataSetupError(f"{out_dir} is marked complete but {'; '.join(summary.problems)}."
-                                 f" Delete {out_dir} and run the command again.")
+                                 " Nothing in it was changed; give another --out to prepare "
+                                 "the data set afresh.")
         if progress:
             print(f"{out_dir} is already prepared ({summary.describe()}).")
         return out_dir
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise DataSetupError(
-            f"{out_dir} exists but is not a finished data set (no {COMPLETE_MARKER} marker), "
-            "so it may be a half-extracted copy. Delete it and run the command again, or, if it "
-            f"holds a Speech Commands folder you extracted yourself, use it in place with "
-            f"--source {out_dir}.")
+            f"{out_dir} exists but is not a finished data set (no {COMPLETE_MARKER} marker); "
+            "nothing in it was changed. If it holds a Speech Commands folder you extracted "
+            f"yourself, use it in place with --source {out_dir}; otherwise give another --out.")
 
     if source is None or _is_url(str(source)):
         url = spec.url if source is None else str(source)

@@ -290,10 +290,10 @@ def _existing_set(out_dir: Path, parameters: dict) -> bool:
             return True
         differing = sorted(k for k in parameters if recorded.get(k) != parameters[k])
         raise FileExistsError(f"{out_dir} holds a synthetic set made with different parameters "
-                              f"({', '.join(differing)}); delete it or choose another --out")
+                              f"({', '.join(differing)}); choose another --out")
     if any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists but is not a complete synthetic set (no "
-                              f"{COMPLETE_MARKER}); delete it or choose another --out")
+                              f"{COMPLETE_MARKER}); nothing in it was changed: choose another --out")
     return False
 
 

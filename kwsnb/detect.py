@@ -24,7 +24,7 @@ import numpy as np
 from kwsnb import models
 from kwsnb.export import NON_STREAM_FORMATS, STREAM_FORMATS
 from kwsnb.layers import AUDIO_INPUT, LOGITS, Mode
-from kwsnb.long_audio import LongRecording
+from kwsnb.long_audio import LongRecording, mono_audio
 from kwsnb.runtime import METADATA_FILE, MODEL_FILE, TFLiteModel, operator_names, read_tflite
 from kwsnb.streaming import to_stream_external
 
@@ -177,6 +177,17 @@ def smooth_posteriors(posteriors: np.ndarray, smoothing_ms: float,
     ends = np.arange(1, len(posteriors) + 1)
     starts = np.maximum(0, ends - window)
     return ((sums[ends] - sums[starts]) / (ends - starts)[:, np.newaxis]).astype(np.float32)
+
+
+def check_settings(*, threshold: float, suppression_ms: float = 0.0,
+                   smoothing_ms: float = 0.0) -> None:
+    """ValueError for a detector setting that would silently detect nothing or everything
+    (sweeps may still probe a threshold above 1: the detector that never fires)."""
+    if not 0.0 < threshold <= 1.0:  # posteriors are probabilities: above 1 nothing ever fires
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    for name, value in (("suppression_ms", suppression_ms), ("smoothing_ms", smoothing_ms)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 def find_detections(times_s: np.ndarray, posteriors: np.ndarray, label_names: Sequence[str], *,
@@ -411,6 +422,7 @@ def detect(model, recording, label_names: Sequence[str], *, smoothing_ms: float 
     """
     from scipy.special import softmax
 
+    check_settings(threshold=threshold, suppression_ms=suppression_ms, smoothing_ms=smoothing_ms)
     recording = _as_recording(recording)
     label_names = [str(name) for name in label_names]
     stream = _long_audio_stream(model)
@@ -425,7 +437,7 @@ def detect(model, recording, label_names: Sequence[str], *, smoothing_ms: float 
                          f"{stream.sample_rate} Hz: resample it (soxr.resample) or make it with "
                          f"make_long_recording(..., sample_rate={stream.sample_rate})")
     _check_keyword_events(recording.events, [n for n in label_names if n not in set(ignore)])
-    audio = np.asarray(recording.audio, np.float32).reshape(-1)
+    audio = mono_audio(recording.audio, recording.sample_rate)  # may have changed since made
     count = len(audio) // stream.packet_samples
     if count == 0:
         raise ValueError(f"the recording ({len(audio)} samples) is shorter than one packet")

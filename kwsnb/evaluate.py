@@ -37,10 +37,15 @@ What is measured:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import hashlib
 import json
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -50,7 +55,7 @@ import numpy as np
 
 from kwsnb import convert, streaming
 from kwsnb import export as exporting
-from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
+from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel, check_io,
                            predict_non_stream, predict_stream_external, predict_stream_internal,
                            read_tflite)
 
@@ -109,6 +114,7 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     unknown = [f for f in formats if f not in ALL_FORMATS]
     if unknown:
         raise EvaluationError(f"unknown format(s) {unknown}; choose from {list(ALL_FORMATS)}")
+    _check_counts(stream_clips, latency_runs)
     missing = [f for f in formats if f != KERAS and f not in tflite_paths]
     if missing:
         raise EvaluationError(f"no .tflite file given for {missing}")
@@ -140,9 +146,12 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
 
     loaded: dict[str, TFLiteModel] = {}
 
+    classes = int(model.outputs[0].shape[-1])
+
     def load(name: str) -> TFLiteModel:
         if name not in loaded:
             loaded[name] = TFLiteModel(read_tflite(tflite_paths[name]), name)
+            _check_io(loaded[name], name, tflite_paths[name], classes, audio.shape[1])
         return loaded[name]
 
     for name in formats:
@@ -200,6 +209,14 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
     return results
 
 
+def _check_counts(stream_clips: int | None, latency_runs: int) -> None:
+    if stream_clips is not None and (int(stream_clips) != stream_clips or stream_clips < 1):
+        raise EvaluationError(f"--stream_clips must be a positive number of clips (0 on the "
+                              f"command line: all), got {stream_clips}")
+    if int(latency_runs) != latency_runs or latency_runs < 0:
+        raise EvaluationError(f"--latency_runs must be 0 (no latency) or more, got {latency_runs}")
+
+
 def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
     """Inputs for timing one packet: a real packet and (external state) zero states."""
     packet_name = metadata.get("packet_input", runner.input_name)
@@ -207,6 +224,13 @@ def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) ->
     runner.set(packet_name, clip[np.newaxis, :packet_samples])
     for state in metadata.get("states", []):
         runner.set(state["input"], np.zeros(runner.inputs[state["input"]]["shape"], np.float32))
+
+
+def _check_io(runner: TFLiteModel, name: str, path: Path, classes: int, clip_samples: int):
+    logits = _metadata(Path(path)).get("logits_output") if "stream_external" in name else None
+    check_io(runner, path, classes, logits_output=logits,
+             clip_samples=None if name in ("tflite_features_int8", *exporting.STREAM_FORMATS)
+             else clip_samples)
 
 
 def _tflm_entry(tflite_path: Path) -> dict:
@@ -228,12 +252,14 @@ def _tflm_entry(tflite_path: Path) -> dict:
 def _metadata(tflite_path: Path) -> dict:
     path = Path(tflite_path).parent / exporting.METADATA_FILE
     if not path.is_file():
-        raise EvaluationError(f"{path} not found: it describes the stream model's states; "
-                              "re-export the format (--reexport)")
+        raise EvaluationError(f"{path} not found: it describes the stream model's states; export "
+                              f"the format again: python -m kwsnb.evaluate {path.parent.parent} "
+                              "--reexport")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise EvaluationError(f"{path} is not valid JSON ({error}); re-export (--reexport)") from None
+        raise EvaluationError(f"{path} is not valid JSON ({error}); export the format again: "
+                              f"python -m kwsnb.evaluate {path.parent.parent} --reexport") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +372,26 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     ``test_dir``: a folder in the official test-set layout instead of the testing split;
     ``exclude``: its label folders to leave out (e.g. go, on, off). Returns the report.
     """
+    from kwsnb import train as training
+
+    train_dir = Path(train_dir)
+    _check_counts(stream_clips, latency_runs)  # before any file or data is read
+    evaluate = functools.partial(_evaluate_train_dir, train_dir, test_dir, exclude, formats,
+                                 stream_clips, reexport, latency_runs, progress)
+    if not (train_dir / training.FLAGS_FILE).is_file():  # the error names it; nothing created
+        return evaluate()
+    with contextlib.ExitStack() as stack:
+        try:  # a training or evaluation still writing the folder says so
+            stack.enter_context(training.state.locked(train_dir, "evaluating"))
+        except training.TrainError as error:
+            raise EvaluationError(str(error)) from None
+        for staging in train_dir.glob(".export-*"):  # left by a killed export (ours, never read)
+            shutil.rmtree(staging, ignore_errors=True)
+        return evaluate()
+
+
+def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clips, reexport,
+                        latency_runs, progress) -> dict:
     from kwsnb import data, models
     from kwsnb import train as training
 
@@ -378,9 +424,10 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
     to_export = [f for f, path in paths.items()
                  if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
+    clip_samples = int(model.inputs[0].shape[-1])
     for name, path in paths.items():
         if name not in to_export:
-            read_tflite(path)
+            _check_io(TFLiteModel(read_tflite(path), name), name, path, classes, clip_samples)
 
     dataset = None
 
@@ -429,9 +476,8 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
             try:
                 if name in exporting.STREAM_FORMATS and not stream_models:
                     stream_models.update(_streaming_models(model))
-                exporting.export(model, train_dir, representative, labels, formats=[name],
-                                 stream_models=stream_models or None)
-                _record_weights(train_dir / name, weights)
+                _export_format(model, train_dir, name, representative, labels, stream_models,
+                               weights)
             except ExportError as error:
                 errors[name] = str(error)
                 warnings.warn(f"{name} not exported: {error}", stacklevel=2)
@@ -443,10 +489,69 @@ def evaluate_train_dir(train_dir: str | Path, test_dir: str | Path | None = None
     results = {name: results[name] for name in formats}
     report = build_report(flags["model_name"], models.count_params(model), labels, results, test_set,
                           latency_runs)
+    report["weights_sha256"] = weights
     json_path, text_path = report_paths(train_dir, test_dir)
-    json_path.write_text(json.dumps(report, indent=2))
-    text_path.write_text(format_report(report))
+    report = _keep_what_was_not_measured(report, json_path, weights_path)
+    training.state.write_text_atomic(json_path, json.dumps(report, indent=2))
+    training.state.write_text_atomic(text_path, format_report(report))
     return report
+
+
+def _keep_what_was_not_measured(report: dict, json_path: Path, weights_path: Path) -> dict:
+    """A partial evaluation (--formats, --latency_runs 0) updates the report it would replace,
+    when that one measured the same weights on the same clips: the formats it did not evaluate
+    and the latencies it did not measure are kept, so a full report never shrinks."""
+    try:
+        previous = json.loads(json_path.read_text())
+        same_weights = previous.get("weights_sha256", report["weights_sha256"]) == \
+            report["weights_sha256"] and (previous.get("weights_sha256") or
+                                          json_path.stat().st_mtime >= weights_path.stat().st_mtime)
+        same = same_weights and all(previous.get(key) == report[key]
+                                    for key in ("model", "labels", "test_set"))
+        old_formats = dict(previous["formats"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return report
+    if not same:
+        return report
+    formats = {**old_formats, **report["formats"]}
+    kept_latency = False
+    for name, entry in report["formats"].items():
+        old = old_formats.get(name) or {}
+        if "accuracy" in entry and entry.get("latency_ms") is None \
+                and old.get("latency_ms") is not None:
+            formats[name] = {**entry, "latency_ms": old["latency_ms"]}
+            kept_latency = True
+    measurement = dict(report["measurement"])
+    if kept_latency:
+        measurement["latency"] = previous.get("measurement", {}).get("latency")
+    order = [f for f in ALL_FORMATS if f in formats]
+    return {**report, "formats": {name: formats[name] for name in order},
+            "measurement": measurement}
+
+
+EXPORTING_MARKER = ".exporting"
+
+
+def _export_format(model, train_dir: Path, name: str, representative, labels, stream_models,
+                   weights_digest: str) -> None:
+    """Exports one format into a staging folder, then moves its files into ``train_dir/name``
+    under a marker: a kill at any moment leaves either the previous files or a marked folder
+    that the next evaluation exports again (``_stale``), never a cut model.tflite in use."""
+    staging = Path(tempfile.mkdtemp(prefix=f".export-{name}-", dir=train_dir))
+    try:
+        exporting.export(model, staging, representative, labels, formats=[name],
+                         stream_models=stream_models or None)
+        _record_weights(staging / name, weights_digest)
+        folder = train_dir / name
+        folder.mkdir(exist_ok=True)
+        marker = folder / EXPORTING_MARKER
+        marker.write_text("export in progress: an evaluation exports this format again\n")
+        for new in sorted((staging / name).iterdir(),  # metadata.json (the digest) last
+                          key=lambda f: f.name == exporting.METADATA_FILE):
+            os.replace(new, folder / new.name)
+        marker.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _digest(path: Path) -> str:
@@ -458,8 +563,8 @@ def _stale(path: Path, weights_digest: str, weights_time: float) -> bool:
     weights. The weights' digest recorded at export decides (a fresh clone gives every file the
     same age); without one, file times do. A folder without its model is not re-exported
     silently: reading it names the file."""
-    if not path.parent.is_dir():
-        return True
+    if not path.parent.is_dir() or (path.parent / EXPORTING_MARKER).exists():
+        return True  # never exported, or a kill cut its export short
     if not path.is_file():
         return False
     try:

@@ -45,6 +45,9 @@ class LongRecording:
     sample_rate: int
     events: list[tuple[float, float, str]]
 
+    def __post_init__(self):
+        self.audio = mono_audio(self.audio, self.sample_rate)
+
     @property
     def duration_s(self) -> float:
         return len(self.audio) / self.sample_rate
@@ -73,7 +76,7 @@ class LongRecording:
     @classmethod
     def load(cls, path) -> "LongRecording":
         """Reads what :meth:`save` wrote: the audio file and ``<stem>.csv`` beside it."""
-        import soundfile
+        from kwsnb.data.audio import read_float
 
         path = Path(path)
         events_path = path.with_suffix(".csv")
@@ -82,7 +85,10 @@ class LongRecording:
         if not events_path.is_file():
             raise FileNotFoundError(f"{events_path} not found: a long recording needs its events "
                                     "file (LongRecording.save writes both)")
-        audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        try:
+            audio, sample_rate = read_float(path)
+        except Exception as error:  # libsndfile's messages do not name the file
+            raise ValueError(f"cannot read recording {path}: {error}") from None
         with events_path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         try:
@@ -90,7 +96,29 @@ class LongRecording:
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{events_path}: expected columns start_s,end_s,label ({error})") \
                 from None
-        return cls(audio.mean(axis=1), int(sample_rate), events)
+        try:
+            return cls(audio.mean(axis=1), int(sample_rate), events)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def mono_audio(audio, sample_rate: int = 16000, what: str = "the recording") -> np.ndarray:
+    """``audio`` as float32 [samples]; ValueError for what a stream would silently get wrong:
+    several channels (flattening interleaves them), NaN or infinite samples (they poison a
+    streaming model's state from then on)."""
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise ValueError(f"{what} must be 1-D audio [samples], got shape {audio.shape}: mix "
+                         "several channels down first, e.g. audio.mean(axis=1) for [samples, "
+                         "channels]")
+    bad = np.flatnonzero(~np.isfinite(audio))
+    if len(bad):
+        raise ValueError(f"{what} has {len(bad)} NaN or infinite samples (the first at "
+                         f"{bad[0] / sample_rate:.3f} s): replace them, e.g. "
+                         "np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)")
+    return audio
 
 
 def speech_extent(clip: np.ndarray, sample_rate: int = 16000,

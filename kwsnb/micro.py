@@ -789,7 +789,16 @@ def _current_features_int8(train_dir: Path) -> bytes | None:
     except ValueError:
         return None
     weights = hashlib.sha256((train_dir / training.BEST_WEIGHTS).read_bytes()).hexdigest()
-    if recorded != weights or not tflm_check(path, find_minimum=False)["runs"]:
+    if recorded != weights:
+        return None
+    try:  # a cut or foreign file is named and replaced by a fresh conversion, never run
+        runtime.read_tflite(path)
+    except ExportError as error:
+        import warnings
+
+        warnings.warn(f"{error}; converting the features-in model afresh", stacklevel=3)
+        return None
+    if not tflm_check(path, find_minimum=False)["runs"]:
         return None
     return path.read_bytes()
 
@@ -802,6 +811,9 @@ def export_micro(train_dir: str | Path, out_dir: str | Path, data_dir: str | Non
     train_dir's ``tflite_features_int8`` when it runs in TFLM, converted afresh otherwise; the
     streaming one is converted (calibration on ``clips`` training clips). Returns the metadata
     per kind."""
+    if int(clips) != clips or clips < 1:
+        raise MicroError(f"--clips must be at least 1 (training clips that calibrate the int8 "
+                         f"models), got {clips}")
     model, flags = load_train_dir(train_dir)
     if data_dir is not None:
         flags = {**flags, "data_dir": data_dir}

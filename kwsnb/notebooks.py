@@ -234,8 +234,8 @@ def train(argv: Sequence[str]) -> dict:
     note = ("" if steps == requested["how_many_training_steps"] else
             f" (this notebook's settings ask for {requested['how_many_training_steps']})")
     print(f"{requested['train_dir']} holds a finished run: {steps} steps{note}, "
-          f"{minutes:.1f} min of training. Training skipped; delete the folder or choose "
-          "another models_dir to train again.")
+          f"{minutes:.1f} min of training. Training skipped; choose another models_dir to "
+          "train again.")
     return finished
 
 

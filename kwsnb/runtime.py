@@ -66,6 +66,11 @@ def check_builtin_ops(model_content: bytes, what: str = "model") -> list[str]:
     return names
 
 
+def _reexport_hint(path: Path) -> str:
+    """The command that writes a train_dir's format again (kwsnb.train has no --reexport)."""
+    return f"`python -m kwsnb.evaluate {path.parent.parent} --reexport`"
+
+
 def read_tflite(path: str | Path) -> bytes:
     """Reads a .tflite file and checks that LiteRT can load it; ExportError names the file."""
     path = Path(path)
@@ -75,13 +80,14 @@ def read_tflite(path: str | Path) -> bytes:
     content = path.read_bytes()
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ExportError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier; "
-                          f"{len(content)} bytes): re-export it (--reexport) or delete it")
+                          f"{len(content)} bytes): in a train_dir, export it again with "
+                          f"{_reexport_hint(path)}")
     try:
         interpreter = make_interpreter(content)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         raise ExportError(f"{path} is corrupt: LiteRT cannot load it ({error}). "
-                          "Re-export it (--reexport) or delete it") from None
+                          f"In a train_dir, export it again with {_reexport_hint(path)}") from None
     return content
 
 
@@ -125,6 +131,27 @@ def signature_details(interpreter) -> tuple[dict, dict]:
                           if re.fullmatch(r"output_\d+", n) else -1)
     return ({n: inputs[n] for n in signatures[key]["inputs"]},
             {n: outputs[n] for n in output_order})
+
+
+def check_io(runner: "TFLiteModel", path, classes: int, logits_output: str | None = None,
+             clip_samples: int | None = None) -> None:
+    """ExportError when a .tflite does not fit the model it is used for: another number of
+    outputs than labels, or (``clip_samples``) another clip length. A file copied from another
+    train_dir would otherwise be scored or run against the wrong labels."""
+    logits = logits_output or runner.output_name
+    outputs = int(runner.outputs[logits]["shape"][-1]) if logits in runner.outputs else None
+    found = []
+    if outputs != classes:
+        found.append(f"{outputs} outputs where the train_dir has {classes} labels")
+    if clip_samples is not None:
+        samples = int(runner.inputs[runner.input_name]["shape"][-1])
+        if samples != clip_samples:
+            found.append(f"{samples} input samples where its clips have {clip_samples}")
+    if found:
+        train_dir = Path(path).parent.parent
+        raise ExportError(f"{path} does not belong to {train_dir}: it has {' and '.join(found)} "
+                          f"(a file from another model?). Export this train_dir's own with "
+                          f"{_reexport_hint(Path(path))}")
 
 
 def as_audio(audio) -> np.ndarray:

@@ -337,6 +337,6 @@ def seed_command(name: str, data_dir: str, models_dir: str, steps: str | None = 
         replace["--how_many_training_steps"] = steps
     if learning_rates is not None:
         replace["--learning_rate"] = learning_rates
-    for flag, value in replace.items():
-        base[base.index(flag) + 1] = value
-    return base + list(extra or []) + model
+    for flag, value in replace.items():  # a sweep's -p gives 0.001 or 300 as numbers
+        base[base.index(flag) + 1] = str(value)
+    return base + [str(arg) for arg in extra or []] + model

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"  # held (flock) by the process running the run: the system drops it at death
+BUSY_EXIT = 3  # the --execute child found its run held by another process
 REPORT_FILE = "report.json"
 SUMMARY_FILE = "summary.csv"
 LOG_FILE = "log.txt"
@@ -146,6 +148,8 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
         inferred = papermill.inspect_notebook(str(path))
     except FileNotFoundError:
         raise SweepError(f"notebook {path} not found") from None
+    except Exception as error:  # not JSON, no kernel name: papermill's own words, with the file
+        raise SweepError(f"notebook {path} cannot be read by papermill: {error}") from None
     return {name: info.get("default") for name, info in inferred.items()}
 
 
@@ -284,6 +288,8 @@ def _run_in_process(run: Run, kernel: str, cell_timeout: float | None) -> dict:
         child = subprocess.run([sys.executable, "-m", "kwsnb.sweep", "--execute",
                                 str(run.folder)], stdout=log, stderr=subprocess.STDOUT)
     record = read_record(run.folder) or {}
+    if child.returncode == BUSY_EXIT:  # its record is the other process's to write
+        return {**record, "status": "busy", "error": "run by another process; not started twice"}
     if record.get("status") not in ("ok", "failed"):
         tail = (run.folder / LOG_FILE).read_text(errors="replace").strip().splitlines()[-5:]
         record = {**spec, "status": "failed", "wall_s": round(time.monotonic() - started, 1),
@@ -303,6 +309,11 @@ def run_sweep(runs: Sequence[Run], jobs: int = 1, force: bool = False, kernel: s
     actions = {run.name: "skipped" for run in runs}
 
     def one(run: Run) -> None:
+        holder = _running_elsewhere(run.folder)
+        if holder is not None:
+            actions[run.name] = "busy"
+            echo(f"  busy {run.name}: already running ({holder}); not started twice")
+            return
         echo(f"  start {run.name}")
         record = _run_in_process(run, kernel, cell_timeout)
         actions[run.name] = "ran"
@@ -409,7 +420,65 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hold_run_lock(folder: Path):
+    """The open, locked run.lock of ``folder``; None when another process holds it."""
+    handle = open(folder / LOCK_FILE, "a+")
+    try:
+        import fcntl
+    except ImportError:  # Windows: runs are not locked there
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+def _running_elsewhere(folder: Path) -> str | None:
+    """Who holds the run's lock (a run of another sweep, or one whose sweep was killed and that
+    is still stopping), else None."""
+    if not (folder / LOCK_FILE).is_file():
+        return None
+    handle = _hold_run_lock(folder)
+    if handle is None:
+        return (folder / LOCK_FILE).read_text().strip() or "another process"
+    handle.close()
+    return None
+
+
+def _end_with_parent() -> None:
+    """The run (this process and its kernel) ends when the sweep that started it dies, however
+    it dies (a SIGKILL cannot be caught there): a thread watches for the parent to change."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        import psutil  # ipykernel's dependency, so there wherever papermill runs
+
+        for child in psutil.Process().children(recursive=True):  # the kernel
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
+
+
 def _execute_folder(folder: str) -> int:
+    lock = _hold_run_lock(Path(folder))
+    if lock is None:
+        print(f"{folder} is being run by another process; not started twice", file=sys.stderr)
+        return BUSY_EXIT
+    _end_with_parent()
     spec = json.loads((Path(folder) / "spec.json").read_text())
     run = Run(spec["name"], Path(spec["notebook"]), spec["parameters"], spec["grid"],
               Path(folder))

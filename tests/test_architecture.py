@@ -19,6 +19,7 @@ LONG_MODULES_WITH_ONE_JOB = {
     "kwsnb.plots": "the figures the notebooks show",
     "kwsnb.micro": "microcontroller export: features-in models checked in TFLM, written as C",
     "kwsnb.quantize": "one int8 calibration per model, forced into every int8 format",
+    "kwsnb.evaluate": "a train_dir's report: export what is stale, score every format, write it",
 }
 
 

@@ -548,3 +548,52 @@ def test_from_flags_takes_the_seeds_flag_names(synthetic_dir):
     assert data.DEFAULT_FLAGS["background_frequency"] == 0.8
     with pytest.raises(ValueError, match="data_dir"):
         data.SpeechCommands.from_flags({"wanted_words": "yes"})
+
+
+def test_float_wav_files_load_as_their_samples_on_every_path(real_train_dir, tmp_path):
+    # libsndfile truncates float samples to 0 when asked for int16: a float WAV was silence.
+    source = next((real_train_dir / "yes").iterdir())
+    reference = data.load_clip(source)
+    assert np.abs(reference).max() > 0.05
+    folder = tmp_path / "floats"
+    (folder / "yes").mkdir(parents=True)
+    for subtype in ("FLOAT", "DOUBLE"):
+        soundfile.write(folder / "yes" / f"f{subtype.lower()}_nohash_0.wav", reference, 16000,
+                        subtype=subtype)
+    for path in sorted((folder / "yes").iterdir()):
+        np.testing.assert_allclose(data.load_clip(path), reference, atol=1 / 32768)
+    clips, ok = data.load_clips(sorted((folder / "yes").iterdir()), folder, progress=False,
+                                cache=False)
+    assert ok.all()
+    np.testing.assert_allclose(clips / 32768.0, np.stack([reference] * 2), atol=1 / 32768)
+    # A float file past full scale or with NaNs is fixed and named, not silently wrong.
+    loud = reference * 4
+    loud[100:110] = np.nan
+    soundfile.write(folder / "loud.wav", loud, 16000, subtype="FLOAT")
+    with pytest.warns(data.AudioFileWarning, match=r"loud\.wav.*NaN.*clipped|loud\.wav"):
+        fixed = data.load_clip(folder / "loud.wav")
+    assert np.isfinite(fixed).all() and np.abs(fixed).max() <= 1.0 and np.abs(fixed).max() > 0.5
+    # Long recordings read through the same decoder.
+    from kwsnb.long_audio import LongRecording
+
+    soundfile.write(folder / "long.wav", np.concatenate([reference] * 3), 16000, subtype="FLOAT")
+    (folder / "long.csv").write_text("start_s,end_s,label\n0.1,0.9,yes\n")
+    recording = LongRecording.load(folder / "long.wav")
+    np.testing.assert_allclose(recording.audio[:16000], reference, atol=1 / 32768)
+
+
+def test_split_lists_naming_missing_clips_and_impossible_percentages_are_reported(synthetic_dir,
+                                                                                 tmp_path):
+    folder = _copy_words(synthetic_dir, tmp_path / "set", ["yes", "no", "cat"])
+    speakers = sorted({_speaker(p) for p in (folder / "yes").iterdir()})
+    (folder / "validation_list.txt").write_text(
+        f"yes/{speakers[0]}_nohash_0.wav\nyes/gone1_nohash_0.wav\nno/gone2_nohash_0.wav\n")
+    with pytest.warns(UserWarning, match=r"validation_list\.txt names 2 of its 3 clips that are "
+                                         r"not in .*no/gone2_nohash_0, yes/gone1_nohash_0"):
+        dataset = _load(folder, "yes,no")
+    assert dataset.label_counts["validation"]["yes"] == 1
+    for bad, named in ((dict(validation_percentage=120), "validation_percentage=120"),
+                       (dict(silence_percentage=-5), "silence_percentage=-5"),
+                       (dict(validation_percentage=60, testing_percentage=60), "= 120")):
+        with pytest.raises(ValueError, match=f"{named}.*must lie in 0-100"):
+            _load(folder, "yes,no", **bad)

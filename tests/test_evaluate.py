@@ -249,3 +249,117 @@ def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_trai
     assert (train_dir / "tflite_float" / "model.tflite").is_file()
     assert stale.stat().st_mtime > old + 60
     assert kept.stat().st_mtime == kept_time
+
+
+@pytest.mark.real_data
+def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_train_dir,
+                                                                   real_test_dir):
+    # The committed tc_resnet's 9-label file copied into this 4-label train_dir, recorded as
+    # exported from its weights: it was scored against the wrong labels and the report replaced.
+    from kwsnb import evaluate
+
+    folder = untrained_train_dir / "tflite_float"
+    shutil.copytree(Path(__file__).parents[1] / "models" / "tc_resnet" / "tflite_float", folder)
+    evaluate._record_weights(folder, evaluate._digest(untrained_train_dir /
+                                                      "best_weights.weights.h5"))
+    report = untrained_train_dir / "report_speech_commands_test_lite.json"
+    report.write_text('{"formats": "the full report"}')
+    code, _, err = run_cli(untrained_train_dir, "--test_dir", real_test_dir, "--exclude",
+                           ",".join(TEST_EXCLUDE), "--formats", "tflite_float")
+    assert code == 2 and str(folder / "model.tflite") in err
+    assert f"9 outputs where the train_dir has {len(WORDS)} labels" in err and "--reexport" in err
+    assert report.read_text() == '{"formats": "the full report"}'
+
+
+_KILL_DURING_EXPORT = """
+import os, pathlib, signal, sys
+from kwsnb import evaluate
+
+where = sys.argv.pop(1)
+write_bytes, replace = pathlib.Path.write_bytes, os.replace
+
+def cut_write(self, data):  # half of tflite_dynamic's model.tflite, then SIGKILL
+    if where == "writing" and str(self).endswith("tflite_dynamic/model.tflite"):
+        write_bytes(self, data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_bytes(self, data)
+
+def cut_replace(source, target):  # its model.tflite in place, its metadata.json not yet
+    if where == "moving" and str(target).endswith("tflite_dynamic/metadata.json"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(source, target)
+
+pathlib.Path.write_bytes, os.replace = cut_write, cut_replace
+sys.exit(evaluate.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.parametrize("where", ["writing", "moving"])
+def test_a_kill_during_export_leaves_a_train_dir_that_evaluates(untrained_train_dir,
+                                                                real_test_dir, where):
+    import signal
+    import subprocess
+    import sys
+
+    argv = [str(untrained_train_dir), "--test_dir", str(real_test_dir), "--exclude",
+            ",".join(TEST_EXCLUDE), "--formats", "tflite_float,tflite_dynamic",
+            "--latency_runs", "1", "--stream_clips", "10"]
+    repo = Path(__file__).resolve().parents[1]
+    killed = subprocess.run([sys.executable, "-c", _KILL_DURING_EXPORT, where, *argv],
+                            cwd=repo, capture_output=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    code, out, err = run_cli(*argv, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["formats"]["tflite_dynamic"]["accuracy"] > 0
+    assert not list(untrained_train_dir.glob(".export-*"))
+    assert not (untrained_train_dir / "tflite_dynamic" / ".exporting").exists()
+
+
+@pytest.mark.real_data
+def test_impossible_counts_are_one_error_line(untrained_train_dir, tmp_path, capsys):
+    # Each was a raw traceback (numpy's choice, tf.data's batch, the calibration's slice).
+    from kwsnb import data, micro
+
+    code, _, err = run_cli(untrained_train_dir, "--stream_clips", "-5")
+    assert code == 2 and "--stream_clips must be a positive number" in err
+    code, _, err = run_cli(untrained_train_dir, "--latency_runs", "-1")
+    assert code == 2 and "--latency_runs must be 0" in err
+    assert micro.main([str(untrained_train_dir), "--out", str(tmp_path / "micro"),
+                       "--clips", "0"]) == 2
+    assert "--clips must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "micro").exists()
+    flags = json.loads((untrained_train_dir / "flags.json").read_text())
+    dataset = data.SpeechCommands(flags["data_dir"], flags["wanted_words"], progress=False,
+                                  silence_percentage=0, unknown_percentage=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        dataset.dataset("training", batch_size=0)
+
+
+@pytest.mark.real_data
+def test_a_partial_evaluation_updates_the_report_instead_of_shrinking_it(untrained_train_dir,
+                                                                        real_test_dir):
+    argv = [untrained_train_dir, "--test_dir", real_test_dir, "--exclude", ",".join(TEST_EXCLUDE),
+            "--json"]
+    code, out, err = run_cli(*argv, "--formats", "keras,tflite_float", "--latency_runs", "5")
+    assert code == 0, err
+    full = json.loads(out)
+    code, out, err = run_cli(*argv, "--formats", "tflite_float", "--latency_runs", "0")
+    assert code == 0, err
+    report = json.loads((untrained_train_dir / "report_speech_commands_test_lite.json").read_text())
+    assert list(report["formats"]) == ["keras", "tflite_float"]
+    assert report["formats"]["keras"] == full["formats"]["keras"]
+    assert report["formats"]["tflite_float"]["latency_ms"] == \
+        full["formats"]["tflite_float"]["latency_ms"]
+    assert report["measurement"]["latency"] == full["measurement"]["latency"]
+    # Other weights: the old entries are not theirs, so the report is replaced.
+    import keras
+
+    keras.utils.set_random_seed(1)
+    small_model().save_weights(untrained_train_dir / "best_weights.weights.h5")
+    code, out, err = run_cli(*argv, "--formats", "tflite_float", "--latency_runs", "0")
+    assert code == 0, err
+    assert list(json.loads(out)["formats"]) == ["tflite_float"]

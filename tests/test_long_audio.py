@@ -558,3 +558,36 @@ def test_real_speech_over_real_noise(real_train_dir, real_test_dir, tmp_path):
     lite = detect.detect(path["tflite_stream_external_float"], recording, task.labels,
                             ignore=())
     np.testing.assert_allclose(lite.posteriors, result.posteriors, atol=1e-4)
+
+
+def test_recordings_and_settings_that_would_stream_wrong_are_refused(untrained, short_recording,
+                                                                    tmp_path):
+    # Each was accepted: a stereo array was interleaved (every word missed), a NaN sample
+    # poisoned an internal-state stream for the rest of the recording, threshold 2.0 never fired.
+    import soundfile
+
+    from kwsnb import detect, long_audio
+
+    audio, events = short_recording.audio, short_recording.events
+    with pytest.raises(ValueError, match=r"1-D audio \[samples\], got shape \(192000, 2\)"):
+        long_audio.LongRecording(np.stack([audio, audio], axis=1), SAMPLE_RATE, events)
+    column = long_audio.LongRecording(audio[:, np.newaxis], SAMPLE_RATE, events)
+    np.testing.assert_array_equal(column.audio, audio)  # one channel is unambiguous
+    holed = audio.copy()
+    holed[SAMPLE_RATE * 3] = np.nan
+    with pytest.raises(ValueError, match=r"1 NaN or infinite samples \(the first at 3.000 s\)"):
+        long_audio.LongRecording(holed, SAMPLE_RATE, events)
+    changed = long_audio.LongRecording(audio.copy(), SAMPLE_RATE, events)
+    changed.audio[5] = np.inf  # changed after it was made: detect checks again
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        detect.detect(untrained, changed, LABELS)
+    soundfile.write(tmp_path / "holed.wav", holed, SAMPLE_RATE, subtype="FLOAT")
+    short_recording.save(tmp_path / "events.wav")
+    (tmp_path / "events.csv").rename(tmp_path / "holed.csv")
+    with pytest.raises(ValueError, match=r"holed\.wav.*NaN"):
+        long_audio.LongRecording.load(tmp_path / "holed.wav")
+    for threshold in (2.0, 0.0, -0.5):
+        with pytest.raises(ValueError, match="threshold must be in"):
+            detect.detect(untrained, short_recording, LABELS, threshold=threshold)
+    with pytest.raises(ValueError, match="suppression_ms must be >= 0"):
+        detect.detect(untrained, short_recording, LABELS, suppression_ms=-1)

@@ -377,3 +377,20 @@ def test_reports_say_whether_tflm_runs_the_features_in_model(tflm):
     report["formats"]["tflite_features_int8"]["tflm"] = broken
     text = evaluate.format_report(report)
     assert "does not run" in text and "Didn't find op" in text
+
+
+def test_a_cut_features_model_is_named_and_converted_afresh(tmp_path):
+    # It was handed to TFLite Micro as it was: a traceback without the file's name.
+    import shutil
+    import warnings
+
+    from kwsnb import micro
+
+    train_dir = tmp_path / "tc_resnet"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "tc_resnet", train_dir)
+    cut = train_dir / "tflite_features_int8" / "model.tflite"
+    cut.write_bytes(cut.read_bytes()[:3000])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert micro._current_features_int8(train_dir) is None
+    assert any(str(cut) in str(w.message) and "afresh" in str(w.message) for w in caught)

@@ -140,3 +140,72 @@ def test_sweep_two_quick_runs_one_failing_then_rerun(synthetic_dir, tmp_path):
     assert rows["yes,nosuchword"]["action"] == "ran"
     assert "1 already finished, 1 to run" in again.stdout
     print(f"sweep of 2 quick runs: {first_seconds:.0f} s")
+
+
+def test_numbers_from_a_sweeps_p_reach_the_command_line_as_flags(tmp_path):
+    # papermill injects `-p learning_rates 0.001` as a float: it failed inside argparse.
+    from kwsnb import notebooks, seed
+    from kwsnb import train as training
+
+    run = notebooks.settings(True, 300, 0.001)
+    argv = seed.seed_command("svdf", str(tmp_path), str(tmp_path), run.steps, run.learning_rates,
+                             extra=["--eval_step_interval", 100])
+    flags = training.parse_command_line(argv)
+    assert (flags["how_many_training_steps"], flags["learning_rate"]) == ("300", "0.001")
+    assert flags["eval_step_interval"] == 100
+    assert training.Stages.from_flags(flags["how_many_training_steps"],
+                                      flags["learning_rate"]).rates == (0.001,)
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_takes_its_run_and_kernel_along_and_a_busy_run_is_not_started_twice(
+        tmp_path):
+    import signal
+
+    import nbformat
+    import psutil
+
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("seconds = 1")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell("import time\ntime.sleep(seconds)")]
+    bare = tmp_path / "bare.ipynb"
+    nbformat.write(notebook, bare)
+    assert sweep.main(["--out", str(tmp_path / "x"), "--notebook", str(bare)]) == 2  # no kernel
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, tmp_path / "sleep.ipynb")
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "kwsnb.sweep", "--out", str(out), "--notebook",
+            str(tmp_path / "sleep.ipynb"), "--grid", "seconds=300"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    parent = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline, descendants = time.monotonic() + 180, []
+    while time.monotonic() < deadline:  # until the kernel runs the sleeping cell
+        descendants = psutil.Process(parent.pid).children(recursive=True)
+        if any("ipykernel" in " ".join(p.cmdline()) for p in descendants if p.is_running()):
+            break
+        time.sleep(0.5)
+    assert len(descendants) >= 2, "the run and its kernel never started"
+    os.kill(parent.pid, signal.SIGKILL)  # no clean-up in the sweep itself
+    parent.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"left running: {[' '.join(p.cmdline()) for p in alive]}"
+
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    holder = subprocess.Popen(  # another process still runs it
+        [sys.executable, "-c", "import fcntl, sys, time\nh = open(sys.argv[1], 'a')\n"
+         "fcntl.flock(h, fcntl.LOCK_EX)\nh.truncate(0)\nh.write('process 4242')\nh.flush()\n"
+         "print('held', flush=True)\ntime.sleep(300)", str(folder / sweep.LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"busy {folder.name}: already running (process 4242); not started twice" in \
+        again.stdout, again.stdout + again.stderr

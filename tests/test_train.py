@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,19 @@ def test_staged_learning_rate_follows_the_seed():
     np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
     exp = training.learning_rate_schedule(stages, "exp")
     np.testing.assert_allclose([float(exp(0)), float(exp(6))], [0.1, 0.001], rtol=1e-5)
+
+
+def test_a_single_stage_schedule_trains_at_its_rate():
+    # --how_many_training_steps 20 --learning_rate 0.001 was an IndexError inside Keras.
+    import keras
+
+    stages = training.Stages.from_flags("20", "0.001")
+    for kind in ("linear", "exp"):
+        optimizer = keras.optimizers.Adam(
+            learning_rate=training.learning_rate_schedule(stages, kind))
+        assert float(optimizer.learning_rate) == pytest.approx(0.001), kind
+        optimizer.iterations.assign(19)
+        assert float(optimizer.learning_rate) == pytest.approx(0.001), kind
 
 
 def test_validation_interval_divides_the_total():
@@ -452,3 +466,205 @@ def test_spec_augment_masks_training_features_only(real_train_dir):
     assert frames.sum(axis=1).max() <= 2 * 9 and coefficients.sum(axis=1).max() <= 2 * 4
     np.testing.assert_array_equal(model(audio, training=False).numpy(),
                                   model(audio).numpy())
+
+
+# --- a train_dir is new, resumable or finished; one run at a time (issue 22) ------------------
+
+def _committed_run(tmp_path, name="tc_resnet") -> Path:
+    import shutil
+
+    models_dir = tmp_path / "models"
+    shutil.copytree(REPO / "models" / name, models_dir / name)
+    return models_dir
+
+
+def _committed_argv(models_dir, name="tc_resnet", data_dir="../shared/data/speech_commands_lite/",
+                    extra=()):
+    steps, rates, flags = seed.sc_lite9_recipe()
+    return seed.seed_command(name, data_dir, str(models_dir), steps, rates,
+                             [*flags, *extra])
+
+
+def test_a_finished_run_refuses_other_flags_and_keeps_its_flags_json(tmp_path):
+    models_dir = _committed_run(tmp_path)
+    train_dir = models_dir / "tc_resnet"
+    before = {p.name: p.read_bytes() for p in train_dir.iterdir() if p.is_file()}
+    # Its own command line (with flags that only change the evaluation) trains nothing and
+    # reads no data.
+    same = training.train(training.parse_command_line(
+        _committed_argv(models_dir, extra=["--latency_runs", "0"])))
+    assert same["training_seconds"] == json.loads(before["flags.json"])["training_seconds"]
+    assert same["latency_runs"] == 0 and Path(same["train_dir"]) == train_dir
+    # Other steps or another data folder: refused before any data is read, naming the flags.
+    argv = _committed_argv(models_dir, data_dir=str(tmp_path / "other_data"),
+                           extra=["--how_many_training_steps", "100,100"])
+    with pytest.raises(training.TrainError) as refused:
+        pipeline.run(argv)
+    message = str(refused.value)
+    assert "--how_many_training_steps '6000,2000' (now: '100,100')" in message
+    assert "--data_dir" in message and "--train 0" in message and "another --train_dir" in message
+    assert "delete" not in message
+    assert {p.name: p.read_bytes() for p in train_dir.iterdir() if p.is_file()} == before
+
+
+def test_a_train_dir_with_weights_but_no_flags_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / training.BEST_WEIGHTS).write_bytes(b"weights of something")
+    with pytest.raises(training.TrainError, match="no flags.json"):
+        training.train(training.parse_command_line(quick_argv(tmp_path / "no_data",
+                                                              tmp_path / "run")))
+
+
+def test_an_unreadable_flags_json_is_named(tmp_path):
+    models_dir = _committed_run(tmp_path)
+    flags_file = models_dir / "tc_resnet" / training.FLAGS_FILE
+    flags_file.write_text('{"model_name": "tc_res')  # cut by a kill
+    with pytest.raises(training.TrainError, match=str(flags_file)):
+        training.finished_run(flags_file.parent)
+    with pytest.raises(training.TrainError, match=str(flags_file)):
+        pipeline.run(_committed_argv(models_dir, extra=["--train", "0"]))
+
+
+def test_a_second_training_into_a_train_dir_in_use_stops_with_a_clear_message(synthetic_dir,
+                                                                               tmp_path):
+    train_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from kwsnb.train import state\n"
+         f"with state.locked({str(train_dir)!r}):\n print('held', flush=True); time.sleep(300)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(training.TrainError, match=re.escape(
+                f"{train_dir} is in use: training by process {holder.pid}")):
+            pipeline.run(quick_argv(synthetic_dir, train_dir))
+        assert not (train_dir / training.FLAGS_FILE).exists()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, and still no stale lock
+        holder.wait()
+    from kwsnb.train import state
+
+    with state.locked(train_dir):
+        pass
+
+
+def test_a_log_written_twice_by_an_older_kwsnb_still_reads(tmp_path):
+    # Two unlocked trainings appended a second header and rows: the run stays usable.
+    models_dir = _committed_run(tmp_path)
+    log = models_dir / "tc_resnet" / training.TRAINING_LOG
+    log.write_text(log.read_text() + log.read_text())
+    flags = training.finished_run(log.parent)
+    assert flags is not None and flags["model_name"] == "tc_resnet"
+    assert training_loop._best_validation_so_far(log) > 0.8
+
+
+def test_a_backup_cut_by_a_kill_is_skipped_with_a_warning(tmp_path):
+    # What Keras' BackupAndRestore left after a kill in its first write: a 0-byte weights file
+    # and an empty metadata file (OSError / JSONDecodeError on every rerun).
+    import keras
+
+    from kwsnb.train import state
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    backup = tmp_path / state.BACKUP_DIR
+    backup.mkdir()
+    (backup / "latest.weights.h5").write_bytes(b"")
+    (backup / state.BACKUP_STATE).write_text("")
+    with pytest.warns(UserWarning, match=r"training_metadata\.json is unreadable"):
+        assert state.restore_backup(model, tmp_path) == 0
+    (backup / state.BACKUP_STATE).write_text('{"epoch": 2, "batch": 0}')
+    initial = model.get_weights()
+    with pytest.warns(UserWarning, match=r"latest\.weights\.h5.*starts again from step 0"):
+        assert state.restore_backup(model, tmp_path) == 0
+    for a, b in zip(model.get_weights(), initial):
+        np.testing.assert_array_equal(a, b)
+    # A complete backup (this kwsnb's, or BackupAndRestore's) resumes.
+    state.save_backup(model, tmp_path, 3)
+    assert not (backup / "latest.weights.h5").exists()
+    saved = model.get_weights()
+    model.layers[0].kernel.assign(np.zeros((4, 3)))
+    assert state.restore_backup(model, tmp_path) == 3
+    np.testing.assert_array_equal(model.get_weights()[0], saved[0])
+
+
+_KILL_AT_FIRST_BACKUP = """
+import os, signal, sys
+import keras
+from kwsnb import pipeline
+
+original = keras.Model.save_weights
+
+def save_weights(self, filepath, *args, **kwargs):
+    if f"{os.sep}backup{os.sep}" in str(filepath):  # the first backup write: half a file, then SIGKILL
+        original(self, filepath, *args, **kwargs)
+        with open(filepath, "r+b") as handle:
+            handle.truncate(os.path.getsize(filepath) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, filepath, *args, **kwargs)
+
+keras.Model.save_weights = save_weights
+sys.exit(pipeline.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_first_backup_write_leaves_a_resumable_run(synthetic_dir, tmp_path):
+    train_dir = tmp_path / "run"
+    argv = quick_argv(synthetic_dir, train_dir, steps="20,20", interval=20)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_FIRST_BACKUP, *argv], cwd=REPO,
+                            capture_output=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL
+    flags = training.train(training.parse_command_line(argv))
+    assert flags["labels"][2:] == WORDS.split(",")
+    epochs = [int(row["epoch"]) for row in csv.DictReader(
+        (train_dir / training.TRAINING_LOG).open())]
+    assert epochs == [0, 1]
+    assert training.finished_run(train_dir) is not None
+    training.load_trained_model(train_dir, training.LAST_WEIGHTS)
+
+
+def test_a_data_dir_of_other_files_is_neither_changed_nor_advised_deleted(tmp_path, real_train_dir):
+    # With the default --data_url, a folder of the user's own recordings got data_setup's
+    # message: "Delete it and run the command again, or ... --source" (a flag kwsnb.train lacks).
+    import shutil
+
+    mine = tmp_path / "my_recordings"
+    mine.mkdir()
+    shutil.copy(next((real_train_dir / "yes").iterdir()), mine / "take1.flac")
+    argv = quick_argv(mine, tmp_path / "run")
+    argv = argv[2:]  # the default --data_url (the official archive)
+    with pytest.raises(training.TrainError) as refused:
+        pipeline.run(argv)
+    message = str(refused.value)
+    assert f"--data_dir {mine}" in message and "--data_url ''" in message
+    assert "elete" not in message and "--source" not in message
+    assert [p.name for p in mine.iterdir()] == ["take1.flac"]
+
+
+def test_a_damaged_weights_or_tflite_file_is_named_with_a_command_that_exists(tmp_path):
+    models_dir = _committed_run(tmp_path)
+    train_dir = models_dir / "tc_resnet"
+    argv = _committed_argv(models_dir, extra=["--train", "0"])
+    tflite = train_dir / "tflite_float" / "model.tflite"
+    tflite.write_bytes(tflite.read_bytes()[:5000])  # cut
+    with pytest.raises(training.TrainError) as refused:
+        pipeline.run(argv)
+    # kwsnb.train has no --reexport: the hint names the command that has it.
+    assert str(tflite) in str(refused.value)
+    assert f"python -m kwsnb.evaluate {train_dir} --reexport" in str(refused.value)
+    weights = train_dir / training.BEST_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(training.TrainError, match=re.escape(str(weights))):
+        pipeline.run(argv)
+
+
+def test_sample_rate_and_clip_duration_reach_the_model(tmp_path):
+    # They shaped the data's clips but not the model's input: a Keras shape traceback later.
+    flags = training.parse_command_line(quick_argv(tmp_path, tmp_path / "run",
+                                                   extra=["--clip_duration_ms", "1500"]))
+    assert training.build_model(flags).inputs[0].shape[-1] == 24000
+    argv = quick_argv(tmp_path / "no_data", tmp_path / "run", extra=["--sample_rate", "8000"])
+    with pytest.raises(training.TrainError, match="mel_upper_edge_hertz.*Nyquist.*8000"):
+        pipeline.run(argv)  # refused before any data is read

@@ -22,7 +22,8 @@ logger = logging.getLogger("kwsnb.data")
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
 
-_CACHE_FORMAT = 1
+# 2: float files decoded as float (format 1 cached them as zeros).
+_CACHE_FORMAT = 2
 
 
 class AudioFileWarning(UserWarning):
@@ -34,12 +35,25 @@ _ISSUE_TEXT = {
     "unreadable": "skipped as unreadable",
     "empty": "skipped as empty",
     "downmixed": "downmixed to mono",
+    "nonfinite": "with NaN/inf samples (set to 0)",
+    "clipped": "clipped at full scale",
     "resampled": "resampled",
     "cropped": "cropped to the clip length",
 }
 
 
 _SKIP_ISSUES = {"unreadable", "empty"}
+
+
+def read_float(path) -> tuple[np.ndarray, int]:
+    """Decodes any file libsndfile opens to float32 ``[samples, channels]`` at its own rate.
+
+    The one decoder of every path (clips, test folders, uploads, long recordings). Float, not
+    int16: libsndfile truncates float samples (what numpy, scipy and many recorders write) to 0
+    when asked for int16, so a float WAV would load as silence; int16 files come back exactly
+    (x / 32768). Raises what soundfile raises for an unreadable file.
+    """
+    return soundfile.read(path, dtype="float32", always_2d=True)
 
 
 def read_int16(path: Path, sample_rate: int, clip_samples: int | None):
@@ -51,7 +65,7 @@ def read_int16(path: Path, sample_rate: int, clip_samples: int | None):
     try:
         if path.stat().st_size == 0:
             return None, [("empty", "0 bytes")]
-        audio, file_rate = soundfile.read(path, dtype="int16", always_2d=True)
+        audio, file_rate = read_float(path)
     except Exception as error:  # any decoder failure means "skip this file", never stop the run
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return None, [("unreadable", detail)]
@@ -59,15 +73,22 @@ def read_int16(path: Path, sample_rate: int, clip_samples: int | None):
         return None, [("empty", "0 samples")]
     if audio.shape[1] > 1:
         issues.append(("downmixed", f"{audio.shape[1]} channels"))
-        audio = np.round(audio.mean(axis=1, dtype=np.float32)).astype(np.int16)
+        audio = audio.mean(axis=1)
     else:
         audio = audio[:, 0]
+    bad = ~np.isfinite(audio)
+    if bad.any():  # a float file can hold NaN/inf; they would poison every feature frame
+        issues.append(("nonfinite", f"{int(bad.sum())} NaN/inf samples set to 0"))
+        audio = np.where(bad, np.float32(0), audio)
     if file_rate != sample_rate:
         import soxr  # only needed for the rare wrong-rate file
 
         issues.append(("resampled", f"{file_rate} Hz -> {sample_rate} Hz"))
-        resampled = soxr.resample(audio.astype(np.float32), file_rate, sample_rate, quality="HQ")
-        audio = np.clip(np.round(resampled), -32768, 32767).astype(np.int16)
+        audio = soxr.resample(audio, file_rate, sample_rate, quality="HQ")
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak > 1.0:  # only float files go past full scale
+        issues.append(("clipped", f"peak {peak:.2f} of full scale"))
+    audio = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
     if clip_samples is not None:
         if len(audio) > clip_samples:
             issues.append(("cropped", f"{len(audio)} -> {clip_samples} samples"))

@@ -181,6 +181,20 @@ class SpeechCommands:
                  cache_dir: str | Path | None = None, num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
+        # Shares of the keyword examples (may exceed 100) and shares of the speakers (may not).
+        shares = {"silence_percentage": silence_percentage, "unknown_percentage": unknown_percentage,
+                  "extra_unknown_percentage": extra_unknown_percentage}
+        splits = {"validation_percentage": validation_percentage,
+                  "testing_percentage": testing_percentage}
+        wrong = [f"{name}={value}" for name, value in shares.items() if float(value) < 0]
+        wrong += [f"{name}={value}" for name, value in splits.items()
+                  if not 0 <= float(value) <= 100]
+        if not wrong and validation_percentage + testing_percentage > 100:
+            wrong = [f"validation_percentage + testing_percentage = "
+                     f"{validation_percentage + testing_percentage}"]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: validation and testing percentages must lie in "
+                             "0-100 together, the others must be 0 or more")
         self.folder = scan_folder(data_dir)
         self.data_dir = self.folder.root
         if self.folder.special_folders:
@@ -232,6 +246,8 @@ class SpeechCommands:
                 f"split_by='lists' but {self.data_dir} has no non-empty validation_list.txt or "
                 f"testing_list.txt; use split_by='hash' (the seed's speaker hash).")
         self.split_by = split_by
+        if split_by == "lists":
+            self._warn_unmatched_lists()
         if with_specials and self.unknown_percentage > 0 and \
                 set(self.folder.words) <= set(self.wanted_words):
             warnings.warn(f"every word folder in {self.data_dir} is a wanted word, so _unknown_ has "
@@ -348,6 +364,21 @@ class SpeechCommands:
             [self._label_ids["training"], np.full(len(rows), 1, np.int32)])  # _unknown_
         self.extra_unknown_dir = extra.root
 
+    def _warn_unmatched_lists(self) -> None:
+        """A list entry without its clip (a list of another folder, a renamed file) is named:
+        the split would otherwise be silently smaller, or empty."""
+        clips = {f"{word}/{path.stem}" for word, paths in self.folder.words.items()
+                 for path in paths}
+        for split, entries in self.folder.split_lists.items():
+            missing = sorted(entries - clips)
+            if missing:
+                shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
+                                                  if len(missing) > 3 else "")
+                warnings.warn(f"{self.data_dir / SPLIT_LIST_FILES[split]} names {len(missing)} of "
+                              f"its {len(entries)} clips that are not in {self.data_dir} "
+                              f"({shown}); they are left out of the {split} split. Check that "
+                              "the list belongs to this folder", stacklevel=3)
+
     def _split_of(self, word: str, path: Path) -> str:
         if self.split_by == "hash":
             return which_set(path.name, self.validation_percentage, self.testing_percentage)
@@ -417,6 +448,8 @@ class SpeechCommands:
         object's) fixes shuffling and augmentation.
         """
         self._check_split(split)
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         training = split == "training"
         augment = training if augment is None else augment
         shuffle = training if shuffle is None else shuffle

@@ -15,6 +15,7 @@ from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, OFFICIAL_
                                TRAINING_LOG, TrainError, evaluation_flags, expected_labels,
                                load_flags, parse_command_line, parse_flag_value,
                                parse_model_flags, resolved_model_flags)
+from kwsnb.train import state
 from kwsnb.train.distribute import is_chief
 from kwsnb.train.loop import (ADAPTATION_CLIPS, Stages, adapt_front_end, build_model,
                               finished_run,
@@ -26,5 +27,5 @@ __all__ = [
     "TRAINING_LOG", "Stages", "TrainError", "adapt_front_end", "build_model", "evaluation_flags",
     "expected_labels", "finished_run", "is_chief", "learning_rate_schedule", "load_flags", "load_trained_model",
     "parse_command_line", "parse_flag_value", "parse_model_flags", "resolved_model_flags",
-    "train", "validation_interval",
+    "state", "train", "validation_interval",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -193,7 +194,7 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
     ``model_flags``)."""
     from kwsnb import models
 
-    argv = list(argv)
+    argv = [str(arg) for arg in argv]  # numbers from a notebook parameter or a sweep's -p
     model_position = next((i for i, arg in enumerate(argv) if arg in models.MODELS), None)
     base_argv = argv if model_position is None else argv[:model_position]
     model_argv = [] if model_position is None else argv[model_position + 1:]
@@ -249,13 +250,23 @@ def load_flags(train_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise TrainError(f"{path} not found: {train_dir} is not a kwsnb train_dir "
                          "(train one with `python -m kwsnb.train --train_dir ...`)")
-    return json.loads(path.read_text())
+    try:
+        flags = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TrainError(f"{path} cannot be read ({error}): it says what the weights beside it "
+                         "were trained with; restore it from a copy, or train into another "
+                         "--train_dir") from None
+    if not isinstance(flags, dict) or "model_name" not in flags:
+        raise TrainError(f"{path} is not a kwsnb flags file (no model_name): restore it from a "
+                         "copy, or train into another --train_dir")
+    return flags
 
 
 def resolved_model_flags(flags: dict[str, Any]) -> dict[str, Any]:
-    """Architecture flags with the command line's feature flags applied."""
+    """Architecture flags with the command line's feature flags applied, and its clip format
+    (--sample_rate, --clip_duration_ms: the data's clips and the model's input must agree)."""
     model_flags = dict(flags.get("model_flags", {}))
-    for name in _FEATURE_FLAGS:
+    for name in (*_FEATURE_FLAGS, "sample_rate", "clip_duration_ms"):
         if flags.get(name) is not None:
             model_flags[name] = flags[name]
     return model_flags
@@ -272,7 +283,8 @@ def expected_labels(flags: dict[str, Any]) -> list[str]:
 
 def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """``--train 0``: the saved flags of ``--train_dir``, checked against the command line's
-    model and labels; the command line's --test_dir/--test_exclude apply."""
+    model and labels; the command line's --train_dir, --test_dir, --test_exclude, --stream_clips
+    and --latency_runs apply."""
     train_dir = flags["train_dir"]
     saved = load_flags(train_dir)
     if saved.get("model_name") != flags["model_name"]:
@@ -283,5 +295,42 @@ def evaluation_flags(flags: dict[str, Any]) -> dict[str, Any]:
         raise TrainError(f"{train_dir} was trained on labels {saved.get('labels')}, but this "
                          f"command line asks for {expected_labels(flags)}: give the same "
                          "--wanted_words (and silence/unknown percentages) it was trained with")
-    evaluation = ("test_dir", "test_exclude", "stream_clips", "latency_runs")
+    # The folder named on the command line (flags.json's may be relative to another folder).
+    evaluation = ("train_dir", "test_dir", "test_exclude", "stream_clips", "latency_runs")
     return {**saved, **{key: flags.get(key) for key in evaluation}}
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The seed's staged schedule: steps and learning rate of each stage."""
+
+    steps: tuple[int, ...]
+    rates: tuple[float, ...]
+
+    @classmethod
+    def from_flags(cls, steps: str, rates: str) -> "Stages":
+        try:
+            step_list = tuple(int(s) for s in str(steps).split(",") if s.strip())
+            rate_list = tuple(float(r) for r in str(rates).split(",") if r.strip())
+        except ValueError:
+            raise TrainError(f"--how_many_training_steps {steps!r} and --learning_rate {rates!r} "
+                             "must be comma-separated numbers") from None
+        if not step_list or len(step_list) != len(rate_list):
+            raise TrainError("--how_many_training_steps and --learning_rate must be lists of the "
+                             f"same length, got {len(step_list)} and {len(rate_list)}")
+        if any(s <= 0 for s in step_list) or any(r <= 0 for r in rate_list):
+            raise TrainError("--how_many_training_steps and --learning_rate must be positive")
+        return cls(step_list, rate_list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.steps)
+
+
+def validation_interval(total_steps: int, requested: int) -> int:
+    """Keras epochs are equal-length, so validation runs every ``requested`` steps rounded down
+    to a divisor of the total: the run then ends exactly at the seed's step count."""
+    interval = min(requested, total_steps)
+    while total_steps % interval:
+        interval -= 1
+    return interval

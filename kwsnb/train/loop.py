@@ -3,52 +3,25 @@
 TRAIN_DIR receives ``flags.json``, ``best_weights.weights.h5`` (best validation accuracy, ties go
 to the later step as in the seed), ``last_weights.weights.h5``, ``training_log.csv``, TensorBoard
 logs in ``logs/`` and a resumable backup in ``backup/``: a run killed at any moment continues from
-its last backup with the same total number of steps.
+its last backup with the same total number of steps (every file is written atomically, and a
+lock keeps a second run out; ``kwsnb.train.state``).
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kwsnb.train import distribute
-from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, TRAINING_LOG, TrainError,
-                               load_flags, resolved_model_flags)
-
-
-@dataclass(frozen=True)
-class Stages:
-    """The seed's staged schedule: steps and learning rate of each stage."""
-
-    steps: tuple[int, ...]
-    rates: tuple[float, ...]
-
-    @classmethod
-    def from_flags(cls, steps: str, rates: str) -> "Stages":
-        try:
-            step_list = tuple(int(s) for s in str(steps).split(",") if s.strip())
-            rate_list = tuple(float(r) for r in str(rates).split(",") if r.strip())
-        except ValueError:
-            raise TrainError(f"--how_many_training_steps {steps!r} and --learning_rate {rates!r} "
-                             "must be comma-separated numbers") from None
-        if not step_list or len(step_list) != len(rate_list):
-            raise TrainError("--how_many_training_steps and --learning_rate must be lists of the "
-                             f"same length, got {len(step_list)} and {len(rate_list)}")
-        if any(s <= 0 for s in step_list) or any(r <= 0 for r in rate_list):
-            raise TrainError("--how_many_training_steps and --learning_rate must be positive")
-        return cls(step_list, rate_list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.steps)
+from kwsnb.train import distribute, state
+from kwsnb.train.flags import (BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS, TRAINING_LOG, Stages,
+                               TrainError, expected_labels, load_flags, resolved_model_flags,
+                               validation_interval)
 
 
 def learning_rate_schedule(stages: Stages, kind: str):
@@ -56,6 +29,8 @@ def learning_rate_schedule(stages: Stages, kind: str):
     run continues where it stopped). Step counts from 1 as in the seed."""
     import keras
 
+    if kind == "linear" and len(stages.rates) == 1:
+        return stages.rates[0]  # PiecewiseConstantDecay needs a boundary (IndexError without)
     if kind == "linear":  # the seed's name for piecewise-constant stages
         # Keras counts optimizer steps from 0, the seed from 1: stage i ends after its last step.
         boundaries = [int(b) - 1 for b in np.cumsum(stages.steps)[:-1]]
@@ -98,24 +73,16 @@ def load_trained_model(train_dir: str | Path, weights: str = BEST_WEIGHTS):
                          f"{train_dir / FLAGS_FILE} ({error}); it was written by another model or "
                          "an older kwsnb (before the front end's normalization): retrain "
                          "it") from None
+    except OSError as error:  # h5py: a file cut by a kill or a full disk
+        raise TrainError(f"{path} cannot be read ({str(error).splitlines()[0]}): restore it from "
+                         "a copy, or train again into another --train_dir") from None
     return model, flags
 
 
 def _check_compatible(train_dir: Path, flags: dict[str, Any]) -> None:
-    """Refuses to mix a train_dir with another model or label set."""
-    if not (train_dir / FLAGS_FILE).is_file():
-        return
-    saved = load_flags(train_dir)
-    for key in ("model_name", "labels"):
-        if key in flags and saved.get(key) != flags.get(key):
-            raise TrainError(f"{train_dir} holds a {key} of {saved.get(key)!r}, not "
-                             f"{flags.get(key)!r}: use another --train_dir or delete it")
-    def as_saved(values):  # flags.json turns tuples into lists
-        return json.loads(json.dumps(values, default=str))
-
-    if as_saved(resolved_model_flags(saved)) != as_saved(resolved_model_flags(flags)):
-        raise TrainError(f"{train_dir} was trained with other model flags "
-                         f"({resolved_model_flags(saved)}); use another --train_dir or delete it")
+    """Refuses to continue the run in ``train_dir`` with other weight-changing flags
+    (``kwsnb.train.state.check_continuation``)."""
+    state.check_continuation(train_dir, state.run_state(train_dir), flags)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,57 +96,56 @@ def _data(flags: dict[str, Any]):
 
     data_dir = Path(flags["data_dir"])
     try:
-        if flags.get("data_url") and not speech_commands.check_layout(data_dir).ok:
+        layout = speech_commands.check_layout(data_dir)
+        if flags.get("data_url") and not layout.ok and data_dir.is_dir() \
+                and any(data_dir.iterdir()):
+            raise TrainError(
+                f"--data_dir {data_dir} holds files but not a Speech Commands data set "
+                f"({'; '.join(layout.problems)}); nothing in it was changed. --data_url "
+                "downloads only into a new or empty folder: give another --data_dir to download "
+                f"into, or --data_url '' to read {data_dir} as it is (see `python -m "
+                "data_setup.speech_commands --help` to prepare one)")
+        if flags.get("data_url") and not layout.ok:
             speech_commands.prepare(data_dir, source=flags["data_url"])
         return data.SpeechCommands.from_flags(flags)
     except (ValueError, OSError, speech_commands.DataSetupError) as error:
         raise TrainError(str(error)) from None
 
 
-def _drop_log_rows_from(log_path: Path, epoch: int) -> None:
-    """Removes the training log's rows of ``epoch`` and later: epochs a killed run logged but did
-    not back up, which the resumed run trains again."""
-    if not log_path.is_file():
-        return
-    with log_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
-    kept = [row for row in rows if int(row["epoch"]) < epoch]
-    if len(kept) == len(rows) or not fields:
-        return
-    with log_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(kept)
-
-
 def finished_run(train_dir: str | Path) -> dict[str, Any] | None:
     """The flags of a training run in ``train_dir`` that ran all its steps (flags.json, best
     weights and one training-log row per validation interval), else None. A finished run is
     used as it is: ``kwsnb.notebooks.train`` skips training it again."""
-    train_dir = Path(train_dir)
-    if not ((train_dir / FLAGS_FILE).is_file() and (train_dir / BEST_WEIGHTS).is_file()):
-        return None
-    flags = load_flags(train_dir)
-    try:
-        stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
-        interval = validation_interval(stages.total, int(flags["eval_step_interval"]))
-    except (KeyError, TypeError, ValueError, TrainError):
-        return None
-    log_path = train_dir / TRAINING_LOG
-    if not log_path.is_file():
-        return None
-    with log_path.open(newline="") as f:
-        epochs = {int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch")}
-    return flags if len(epochs) >= stages.total // interval else None
+    found = state.run_state(train_dir)
+    return found.saved if found.kind == "finished" else None
 
 
 def _best_validation_so_far(log_path: Path) -> float | None:
-    if not log_path.is_file():
-        return None
-    with log_path.open() as f:
-        values = [float(row["val_accuracy"]) for row in csv.DictReader(f) if row.get("val_accuracy")]
+    values = [float(row["val_accuracy"]) for row in state.log_rows(log_path).values()
+              if row.get("val_accuracy")]
     return max(values) if values else None
+
+
+class _Checkpoints:
+    """After each validation: the best weights (ties go to the later step, as in the seed),
+    then the backup, each written atomically (``kwsnb.train.state``). Runs after the CSV
+    logger: an epoch the backup records has its log row and best weights written."""
+
+    def __new__(cls, train_dir: Path, best: float | None):
+        import keras
+
+        class Checkpoints(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                current = (logs or {}).get("val_accuracy")
+                if current is not None and (checkpoints.best is None
+                                            or current >= checkpoints.best):
+                    checkpoints.best = float(current)
+                    state.save_weights_atomic(self.model, train_dir / BEST_WEIGHTS)
+                state.save_backup(self.model, train_dir, epoch + 1)
+
+        checkpoints = Checkpoints()
+        checkpoints.best = best
+        return checkpoints
 
 
 class _StepProgress:
@@ -216,10 +182,6 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     """Trains a model as the seed does; returns the final flags (with labels). Resumes a killed
     run found in ``flags['train_dir']``. ``--distribute`` trains on several devices with the
     same meaning of every flag (``kwsnb.train.distribute``)."""
-    import keras
-
-    from kwsnb import models
-
     started = time.monotonic()
     stages = Stages.from_flags(flags["how_many_training_steps"], flags["learning_rate"])
     schedule = learning_rate_schedule(stages, flags["lr_schedule"])
@@ -227,7 +189,6 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
         raise TrainError("--eval_step_interval and --batch_size must be positive")
     # First, before TensorFlow starts its devices: --cpu_devices splits the CPU, a TPU connects.
     strategy = distribute.strategy(flags)
-    scope = strategy.scope if strategy is not None else contextlib.nullcontext
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     if flags["batch_size"] % replicas:
         raise TrainError(f"--batch_size {flags['batch_size']} is the global batch: it must split "
@@ -236,6 +197,28 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
     # The chief (every run but a multi-worker one's other workers) writes --train_dir.
     train_dir = distribute.worker_dir(flags)
     build_model(flags)  # checks the model flags before any data is read
+    found = state.run_state(train_dir)
+    # Before any data is read: a rerun never changes what flags.json says the weights are.
+    state.check_continuation(train_dir, found,
+                             {**flags, "labels": expected_labels(flags)})
+    if found.kind == "finished":
+        state.check_not_in_use(train_dir, "using it")  # a run still writing its last files
+        kept = ("train", "train_dir", "test_dir", "test_exclude", "stream_clips", "latency_runs")
+        return {**found.saved, **{key: flags.get(key) for key in kept}}
+    with state.locked(train_dir):
+        return _train_locked(flags, train_dir, stages, schedule, strategy, started)
+
+
+def _train_locked(flags, train_dir: Path, stages: Stages, schedule, strategy, started: float):
+    """``train`` once it holds the train_dir's lock."""
+    import keras
+
+    from kwsnb import models
+
+    found = state.run_state(train_dir)  # again: another run may have finished it meanwhile
+    state.check_continuation(train_dir, found, {**flags, "labels": expected_labels(flags)})
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     dataset = _data(flags)
     model_flags = {**flags.get("model_flags", {}), "label_count": len(dataset.labels)}
     flags = {**flags, "model_flags": model_flags, "labels": list(dataset.labels),
@@ -252,11 +235,10 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
         adapt_front_end(model, dataset, flags)
     if flags.get("use_spec_augment"):
         mask_features_while_training(model, flags)
-    previous_seconds = (load_flags(train_dir).get("training_seconds") or 0.0
-                        if (train_dir / FLAGS_FILE).is_file() else 0.0)
+    previous_seconds = (found.saved or {}).get("training_seconds") or 0.0
     flags["training_seconds"] = previous_seconds
-    train_dir.mkdir(parents=True, exist_ok=True)
-    (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
+    if found.kind == "new":  # a resumed run's flags.json already says the same
+        state.write_text_atomic(train_dir / FLAGS_FILE, json.dumps(flags, indent=2, default=str))
 
     keras.utils.set_random_seed(flags["random_seed"])
     with scope():
@@ -280,43 +262,41 @@ def train(flags: dict[str, Any]) -> dict[str, Any]:
                         shuffle=False, repeat=False), strategy)
 
     log_path = train_dir / TRAINING_LOG
-    # double_checkpoint: a kill while the backup is written falls back to the previous one.
-    backup = keras.callbacks.BackupAndRestore(str(train_dir / "backup"), delete_checkpoint=False,
-                                              double_checkpoint=True)
-    done_steps = _restored_steps(train_dir, interval)
+    with scope():  # the optimizer's variables must exist for the backup to load into them
+        optimizer.build(model.trainable_variables)
+    done_epochs = min(state.restore_backup(model, train_dir), epochs)
+    done_steps = done_epochs * interval
+    if done_epochs >= epochs:
+        return _finish(model, flags, train_dir, previous_seconds, started)
     # A resumed run draws new batches (not the first ones again): the seed moves with the steps.
     train_data = distribute.dataset_for(
         dataset.dataset("training", batch_size=flags["batch_size"], augment=True, shuffle=True,
                         repeat=True, seed=flags["random_seed"] + done_steps), strategy)
-    if done_steps < stages.total:
-        _drop_log_rows_from(log_path, done_steps // interval)
-    best = _best_validation_so_far(log_path)
-    # The backup goes last: an epoch it records has its log row and best weights written, and a
-    # kill before it re-runs the epoch, whose stale row was just dropped (each epoch logs once).
+    state.drop_log_rows_from(log_path, done_epochs)
     callbacks = [
         keras.callbacks.LambdaCallback(on_epoch_end=_log_learning_rate(optimizer)),
-        keras.callbacks.ModelCheckpoint(
-            str(train_dir / BEST_WEIGHTS), monitor="val_accuracy", mode="max",
-            save_best_only=True, save_weights_only=True,
-            initial_value_threshold=None if best is None else best - 1e-9),
         keras.callbacks.CSVLogger(str(log_path), append=True),
         keras.callbacks.TensorBoard(str(train_dir / "logs"), update_freq=interval,
                                     write_graph=False),
-        _StepProgress(total=stages.total, initial=min(done_steps, stages.total)),
-        backup,
+        _StepProgress(total=stages.total, initial=done_steps),
+        # Last: an epoch the backup records has its log row and best weights written, and a
+        # kill before it re-runs the epoch, whose stale row was just dropped.
+        _Checkpoints(train_dir, _best_validation_so_far(log_path)),
     ]
-    if done_steps >= stages.total:
-        return flags  # already trained
     with distribute.keras_fit_fixes(model, strategy, train_data):  # multiworker only
-        model.fit(train_data, epochs=epochs, steps_per_epoch=interval,
+        model.fit(train_data, epochs=epochs, initial_epoch=done_epochs, steps_per_epoch=interval,
                   validation_data=validation_data, callbacks=callbacks, verbose=0,
                   shuffle=False)  # the tf.data pipeline shuffles
-    model.save_weights(train_dir / LAST_WEIGHTS)
+    return _finish(model, flags, train_dir, previous_seconds, started)
+
+
+def _finish(model, flags, train_dir: Path, previous_seconds: float, started: float):
     if not (train_dir / BEST_WEIGHTS).exists():  # e.g. an empty validation split
-        model.save_weights(train_dir / BEST_WEIGHTS)
+        state.save_weights_atomic(model, train_dir / BEST_WEIGHTS)
     # Wall-clock time of training, summed over resumed runs (the reports quote it).
     flags["training_seconds"] = round(previous_seconds + time.monotonic() - started, 1)
-    (train_dir / FLAGS_FILE).write_text(json.dumps(flags, indent=2, default=str))
+    state.write_text_atomic(train_dir / FLAGS_FILE, json.dumps(flags, indent=2, default=str))
+    state.save_weights_atomic(model, train_dir / LAST_WEIGHTS)
     return flags
 
 
@@ -356,24 +336,3 @@ def _log_learning_rate(optimizer):
         if logs is not None:
             logs["learning_rate"] = float(optimizer.learning_rate)
     return on_epoch_end
-
-
-def validation_interval(total_steps: int, requested: int) -> int:
-    """Keras epochs are equal-length, so validation runs every ``requested`` steps rounded down
-    to a divisor of the total: the run then ends exactly at the seed's step count."""
-    interval = min(requested, total_steps)
-    while total_steps % interval:
-        interval -= 1
-    return interval
-
-
-def _restored_steps(train_dir: Path, interval: int) -> int:
-    """Steps already done by an interrupted run, from the backup's metadata."""
-    if (train_dir / LAST_WEIGHTS).is_file() and (train_dir / TRAINING_LOG).is_file():
-        with (train_dir / TRAINING_LOG).open() as f:
-            return sum(1 for _ in csv.DictReader(f)) * interval
-    meta = train_dir / "backup" / "training_metadata.json"
-    if not meta.is_file():
-        return 0
-    state = json.loads(meta.read_text())
-    return int(state.get("epoch", 0)) * interval  # BackupAndRestore counts finished epochs
