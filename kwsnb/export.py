@@ -56,7 +56,6 @@ internal-state model is reset by making a new interpreter (about 0.5 ms).
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -69,11 +68,11 @@ from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_
                            front_end_inputs, front_end_tensor_names, representative_subset,
                            stream_logits_output, stream_state_pairs, strip_tensor_names,
                            tensor_name, compact_flatbuffer, int16_front_end_constants)
-from kwsnb.flatbuffer import drop_identity_ops, fewer_reshapes
+from kwsnb.flatbuffer import Graph, drop_identity_ops, fewer_reshapes
 from kwsnb.quantize import SharedQuantization
 from kwsnb.stack import converter_mismatch, set_private_option
-from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, TFLITE_IDENTIFIER, ExportError, as_audio,
-                           describe_io, opcode_names, operator_names, tflite_schema)
+from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, ExportError, as_audio,
+                           describe_io, operator_names, tflite_schema)
 from kwsnb.streaming import front_end_layer, mfcc_of
 
 FORMAT_DESCRIPTIONS = {
@@ -133,52 +132,45 @@ def _restore_float_weights(content: bytes, float_content: bytes, op_outputs: set
     the same slot of the k-th front-end op of the float model. Each pairing is checked: same
     operator, same shape, and the int8 values dequantize to the float ones. Anything else
     stops the export with the TensorFlow version in the message."""
-    import flatbuffers
-
     schema = tflite_schema()
-    names = opcode_names()
     INTEGER = (schema.TensorType.INT8, schema.TensorType.INT16)
 
-    def kind(model, op):
-        code = model.operatorCodes[op.opcodeIndex]
-        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+    def constant(g: Graph, index: int) -> np.ndarray | None:
+        tensor = g.graph.tensors[index]
+        return np.asarray(g.model.buffers[tensor.buffer].data, np.uint8) \
+            if g.is_constant(index) else None
 
-    def constant(model, graph, index):
-        tensor = graph.tensors[index]
-        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-        return None if data is None or len(data) == 0 else np.asarray(data, np.uint8)
+    def front_end_ops(g: Graph, skip_dequantize: bool) -> list:
+        return [op for op in g.graph.operators
+                if any((g.graph.tensors[o].name or b"").decode() in op_outputs
+                       for o in op.outputs)
+                and not (skip_dequantize and g.kind(op) == "DEQUANTIZE")]
 
-    def front_end_ops(model, graph, skip_dequantize):
-        return [op for op in graph.operators
-                if any((graph.tensors[o].name or b"").decode() in op_outputs for o in op.outputs)
-                and not (skip_dequantize and kind(model, op) == "DEQUANTIZE")]
-
-    model = schema.ModelT.InitFromPackedBuf(content, 0)
-    reference = schema.ModelT.InitFromPackedBuf(float_content, 0)
-    graph, reference_graph = model.subgraphs[0], reference.subgraphs[0]
-    producer = {o: op for op in graph.operators for o in op.outputs}
-    ops = front_end_ops(model, graph, skip_dequantize=True)
-    reference_ops = front_end_ops(reference, reference_graph, skip_dequantize=False)
-    if [kind(model, op) for op in ops] != [kind(reference, op) for op in reference_ops]:
+    g = Graph(schema.ModelT.InitFromPackedBuf(content, 0))
+    reference = Graph(schema.ModelT.InitFromPackedBuf(float_content, 0))
+    producer = {o: op for op in g.graph.operators for o in op.outputs}
+    ops = front_end_ops(g, skip_dequantize=True)
+    reference_ops = front_end_ops(reference, skip_dequantize=False)
+    if [g.kind(op) for op in ops] != [reference.kind(op) for op in reference_ops]:
         raise ExportError(converter_mismatch(
             "dynamic-range model: its front-end ops differ from the float model's "
-            f"({[kind(model, op) for op in ops]} vs {[kind(reference, op) for op in reference_ops]})"))
+            f"({[g.kind(op) for op in ops]} vs {[reference.kind(op) for op in reference_ops]})"))
     changed = 0
     for op, reference_op in zip(ops, reference_ops):
         for slot, index in enumerate(op.inputs):
             if index < 0:
                 continue
             source = index
-            if constant(model, graph, index) is None and index in producer \
-                    and kind(model, producer[index]) == "DEQUANTIZE":
+            if constant(g, index) is None and index in producer \
+                    and g.kind(producer[index]) == "DEQUANTIZE":
                 source = producer[index].inputs[0]  # a weight the converter dequantizes at run time
-            tensor = graph.tensors[source]
-            data = constant(model, graph, source)
+            tensor = g.graph.tensors[source]
+            data = constant(g, source)
             if data is None or tensor.type not in INTEGER:
                 continue  # an activation, float weights, or integer shapes and indices
-            float_tensor = reference_graph.tensors[reference_op.inputs[slot]]
-            float_data = constant(reference, reference_graph, reference_op.inputs[slot])
-            what = f"{kind(model, op)} input {slot} of the front end"
+            float_tensor = reference.graph.tensors[reference_op.inputs[slot]]
+            float_data = constant(reference, reference_op.inputs[slot])
+            what = f"{g.kind(op)} input {slot} of the front end"
             if float_data is None or float_tensor.type != schema.TensorType.FLOAT32 \
                     or list(float_tensor.shape) != list(tensor.shape):
                 raise ExportError(converter_mismatch(
@@ -188,26 +180,24 @@ def _restore_float_weights(content: bytes, float_content: bytes, op_outputs: set
             _check_dequantizes_to(tensor, data, values, what)
             new_buffer = schema.BufferT()
             new_buffer.data = float_data.copy()
-            model.buffers.append(new_buffer)
+            g.model.buffers.append(new_buffer)
             restored = schema.TensorT()
             restored.name, restored.type = tensor.name, schema.TensorType.FLOAT32
             restored.shape = np.array(tensor.shape, dtype=np.int32)
-            restored.buffer = len(model.buffers) - 1
-            graph.tensors.append(restored)
+            restored.buffer = len(g.model.buffers) - 1
+            g.graph.tensors.append(restored)
             # A new tensor, read only by this op: the int8 one may be shared with the body.
             inputs = np.array(op.inputs, dtype=np.int32)
-            inputs[slot] = len(graph.tensors) - 1
+            inputs[slot] = len(g.graph.tensors) - 1
             op.inputs = inputs
             changed += 1
     if not changed:
         return content
     # DEQUANTIZE ops nobody reads any more; unread tensors and buffers go in compact_flatbuffer.
-    read = {i for op in graph.operators for i in op.inputs} | set(graph.outputs)
-    graph.operators = [op for op in graph.operators
-                       if kind(model, op) != "DEQUANTIZE" or any(o in read for o in op.outputs)]
-    builder = flatbuffers.Builder(len(content) * 2)
-    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    read = {i for op in g.graph.operators for i in op.inputs} | set(g.graph.outputs)
+    g.graph.operators = [op for op in g.graph.operators
+                         if g.kind(op) != "DEQUANTIZE" or any(o in read for o in op.outputs)]
+    return g.pack()
 
 
 def _check_dequantizes_to(tensor, data: np.ndarray, values: np.ndarray, what: str) -> None:

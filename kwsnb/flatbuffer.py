@@ -34,7 +34,7 @@ ELEMENTWISE = {"ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC",
 LIFTABLE = ELEMENTWISE | {"FULLY_CONNECTED", "PAD", "PADV2", "CONCATENATION", "MEAN"}
 
 
-class _Graph:
+class Graph:
     """The main subgraph of a ``ModelT`` with producers, consumers and constants."""
 
     def __init__(self, model):
@@ -102,7 +102,7 @@ def _is_lifted_shape(shape4: list[int], shape3: list[int]) -> bool:
     return len(shape3) == 3 and shape3[0] == 1 and shape4 == [1, 1] + shape3[1:]
 
 
-def _reshape_kind(g: _Graph, op) -> str | None:
+def _reshape_kind(g: Graph, op) -> str | None:
     """'squeeze' ([1, 1, T, C] -> [1, T, C]), 'expand' (the reverse) or None."""
     if g.kind(op) != "RESHAPE" or len(op.outputs) != 1:
         return None
@@ -127,20 +127,20 @@ def _same_quantization(a, b) -> bool:
                for f in ("scale", "zeroPoint")) and qa.quantizedDimension == qb.quantizedDimension
 
 
-def _lift_tensors(g: _Graph, op) -> list[int]:
+def _lift_tensors(g: Graph, op) -> list[int]:
     """The tensors a liftable op reads and writes that become 4-D with it (MEAN: its input)."""
     inputs = g.activations(op.inputs)
     return inputs if g.kind(op) == "MEAN" else inputs + [int(o) for o in op.outputs]
 
 
-def _constant(g: _Graph, index: int) -> np.ndarray:
+def _constant(g: Graph, index: int) -> np.ndarray:
     tensor = g.graph.tensors[index]
     schema = tflite_schema()
     dtype = {schema.TensorType.INT32: np.int32, schema.TensorType.INT64: np.int64}[tensor.type]
     return np.frombuffer(bytes(bytearray(g.model.buffers[tensor.buffer].data)), dtype).copy()
 
 
-def _liftable(g: _Graph, op) -> bool:
+def _liftable(g: Graph, op) -> bool:
     kind = g.kind(op)
     if kind not in LIFTABLE:
         return False
@@ -174,7 +174,7 @@ def fewer_reshapes(model_content: bytes) -> tuple[bytes, int]:
     graph input or output (signatures name them) stay as they are."""
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
-    g = _Graph(model)
+    g = Graph(model)
     ops = g.graph.operators
     producer, consumers = g.users()
 
@@ -343,7 +343,7 @@ def drop_identity_ops(model_content: bytes) -> tuple[bytes, int]:
     quantization (an int8 max over one value is that value). Returns (content, ops removed)."""
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
-    g = _Graph(model)
+    g = Graph(model)
     alias, kept = {}, []
     for op in g.graph.operators:
         options = op.builtinOptions
@@ -386,10 +386,10 @@ def unfuse_computed_bias(model_content: bytes, reference: bytes) -> tuple[bytes,
     bias has no such counterpart."""
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(model_content, 0)
-    g = _Graph(model)
-    ref = _Graph(schema.ModelT.InitFromPackedBuf(reference, 0))
+    g = Graph(model)
+    ref = Graph(schema.ModelT.InitFromPackedBuf(reference, 0))
 
-    def weights(graph: _Graph, op) -> bytes:
+    def weights(graph: Graph, op) -> bytes:
         tensor = graph.graph.tensors[int(op.inputs[1])]
         return bytes(graph.model.buffers[tensor.buffer].data) if graph.is_constant(
             int(op.inputs[1])) else b""
