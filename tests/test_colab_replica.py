@@ -31,6 +31,7 @@ import nbformat
 import pytest
 
 from conftest import REPO_ROOT, require_shared
+from test_notebooks import assert_no_errors, outputs
 
 pytestmark = pytest.mark.slow
 
@@ -152,9 +153,7 @@ def _papermill(python: str, name: str, out_dir: Path, **parameters) -> nbformat.
            if key not in ("PYTHONPATH", "MPLBACKEND")}
     _run(command, env=env, cwd=out_dir)
     notebook = nbformat.read(output, as_version=4)
-    errors = [o for c in notebook.cells if c.cell_type == "code"
-              for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, errors
+    assert_no_errors(notebook)
     return notebook
 
 
@@ -165,13 +164,10 @@ def test_notebooks_export_every_format_on_colabs_stack(replica, tmp_path):
                data_dir=data_dir, quick=True)
     notebook = _papermill(python, "tc_resnet", tmp_path, data_source="synthetic",
                           data_dir=data_dir, models_dir=models_dir, quick=True)
-    text = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
-    assert f"TensorFlow {before['tensorflow']}" in text  # the notebook says what it runs on
+    # The notebook says what it runs on.
+    assert f"TensorFlow {before['tensorflow']}" in "".join(outputs(notebook, "stream"))
     compare = _papermill(python, "compare_30k", tmp_path, models_dir=models_dir)
-    assert "Found 1 report(s) under" in "".join(
-        o.get("data", {}).get("text/markdown", "") for c in compare.cells
-        if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "Found 1 report(s) under" in "".join(outputs(compare, "text/markdown"))
 
     # Every format of the notebook's model, exported on TensorFlow 2.20.
     train_dir = models_dir / "tc_resnet"
