@@ -36,20 +36,16 @@ def require_shared(path: Path) -> Path:
     return path
 
 
-def _require(path: Path) -> Path:
-    return require_shared(path)
-
-
 @pytest.fixture(scope="session")
 def real_train_dir() -> Path:
     """../shared/data/speech_commands_lite: 12,853 real clips in the Speech Commands layout."""
-    return _require(REAL_TRAIN_DIR)
+    return require_shared(REAL_TRAIN_DIR)
 
 
 @pytest.fixture(scope="session")
 def real_test_dir() -> Path:
     """../shared/data/speech_commands_test_lite: official test-set layout (_silence_, _unknown_, words)."""
-    return _require(REAL_TEST_DIR)
+    return require_shared(REAL_TEST_DIR)
 
 
 # Small enough to synthesize in seconds, big enough to train and split by speaker.
