@@ -2,7 +2,7 @@
 
 The benchmark of ../shared/data/README.md: labels _silence_, _unknown_, yes, no, up, down, left,
 right, stop; train and validate on speech_commands_lite; test on speech_commands_test_lite with
-go, on and off left out. Each architecture runs its seed command line (``kwsnb.seed``) with only
+go, on and off left out. Each architecture runs its seed command line (``kwsnb.models.seed``) with only
 the schedule cut to fit a 2-core machine (``--steps`` / ``--learning_rates``) and the noise levels
 raised to cover the test folder's loud silence (see RECIPE). Results::
 
@@ -44,15 +44,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kwsnb import evaluate, models, seed  # noqa: E402
+from kwsnb import evaluate, models
+from kwsnb.models import seed  # noqa: E402
 from kwsnb import pipeline  # noqa: E402
 from kwsnb import train as training  # noqa: E402
-from kwsnb.runtime import ExportError  # noqa: E402
+from kwsnb.tflite.runtime import ExportError  # noqa: E402
 
 WANTED_WORDS = seed.SC_LITE9_WORDS
 EXCLUDE = seed.SC_LITE9_TEST_EXCLUDE
 TEST_FOLDER = "speech_commands_test_lite"
-# The recipe (kwsnb.seed, where the notebooks' ``recipe = "sc_lite9"`` finds it too): the seed's
+# The recipe (kwsnb.models.seed, where the notebooks' ``recipe = "sc_lite9"`` finds it too): the seed's
 # command line per architecture, then RECIPE (it wins), with a preset's steps and rates.
 RECIPE = seed.SC_LITE9_FLAGS
 PRESETS = seed.SC_LITE9_PRESETS
@@ -214,7 +215,7 @@ def per_label_table(test_dir: Path, rows: list[dict]) -> str:
     import numpy as np
 
     from kwsnb import data
-    from kwsnb import convert
+    from kwsnb.tflite import convert
 
     if not rows:
         return ""

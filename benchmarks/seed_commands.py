@@ -3,7 +3,7 @@
     python benchmarks/seed_commands.py --data_dir DIR [--steps 300,300] [--wanted_words W,...]
                                        [--out runs/seed_commands] [--models svdf,tc_resnet]
 
-For each architecture: ``kwsnb.seed.seed_command`` (the seed's command line with
+For each architecture: ``kwsnb.models.seed.seed_command`` (the seed's command line with
 ``python -m kwsnb.train`` in place of its module, ``--how_many_training_steps`` /
 ``--learning_rate`` cut to ``--steps``), trained, exported to every TFLite format and evaluated,
 as ``python -m kwsnb.train`` does. Checks that ``report.json`` holds every format without an
@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kwsnb import evaluate, models, notebooks, seed  # noqa: E402
+from kwsnb import evaluate, models, notebooks
+from kwsnb.models import seed  # noqa: E402
 from kwsnb import pipeline  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 

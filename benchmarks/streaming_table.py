@@ -25,7 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kwsnb import data, models, seed, streaming  # noqa: E402
+from kwsnb import data, models, streaming
+from kwsnb.models import seed  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 from kwsnb.layers import Mode  # noqa: E402
 

@@ -6,7 +6,7 @@
 A folder stands for every ``*/model.tflite`` under it. For each file it prints
 
 * constant buffers grouped by (dtype, role): the role is ``front end`` for the MFCC layer's
-  constants (tensor names ``mfcc/...`` kept by ``kwsnb.convert.strip_tensor_names``, or the
+  constants (tensor names ``mfcc/...`` kept by ``kwsnb.tflite.convert.strip_tensor_names``, or the
   constants the front-end ops read), ``weights`` for constants the body's ops read, and
   ``shape/index`` for int32/int64 constants that are shapes, axes or indices (read by RESHAPE,
   TRANSPOSE, STRIDED_SLICE, GATHER, ...), with counts;
@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kwsnb.runtime import opcode_names, tflite_schema  # noqa: E402
+from kwsnb.tflite.runtime import opcode_names, tflite_schema  # noqa: E402
 
 # Readers of a constant that make it a shape, axis, index or size, not a weight.
 SHAPE_READERS = {"RESHAPE", "TRANSPOSE", "STRIDED_SLICE", "SLICE", "GATHER", "PAD", "PADV2",

@@ -1,23 +1,18 @@
 """kwsnb: tiny (~30k-parameter) streaming keyword-spotting models, from raw audio to int8 TFLite.
 
-Stages, in the direction data flows (docs/architecture.md):
-    kwsnb.data       Speech Commands files, splits, augmentation, tf.data
-    kwsnb.features   MFCC front end as a Keras layer (TFLite builtins only)
-    kwsnb.layers     streaming wrapper, SVDF and other stateful layers
-    kwsnb.models     the eight architectures and ``build(name, **flags)``
-    kwsnb.streaming  conversion between training, non-stream and streaming modes
-    kwsnb.train      the seed's command lines and training recipe
-    kwsnb.flatbuffer graph rewrites of a converted model that keep its outputs bit-identical
-    kwsnb.convert    Keras -> TFLite conversion primitives
-    kwsnb.quantize   one int8 calibration shared by every int8 format
-    kwsnb.export     every TFLite format, written to folders
-    kwsnb.runtime    reading and running .tflite files with LiteRT
-    kwsnb.evaluate   accuracy, size and latency reports
-    kwsnb.long_audio, kwsnb.detect   keyword detection over long recordings
-    kwsnb.micro      features-in int8 models for TFLite Micro, as C arrays
-    kwsnb.pipeline   train -> export -> evaluate (``python -m kwsnb.train``)
-    kwsnb.plots, kwsnb.widgets, kwsnb.notebooks, kwsnb.demo   what notebooks show
-    kwsnb.showcase   the notebooks run on the trained models, with outputs, in docs/notebooks/
+Subpackages, in the direction data flows (docs/architecture.md):
+    kwsnb.data       Speech Commands files, splits, augmentation, tf.data, long recordings
+    kwsnb.features   the MFCC front end as a Keras layer (TFLite builtins only)
+    kwsnb.layers     streaming wrapper, SVDF, ModelBuilder and the blocks models share
+    kwsnb.models     the eight architectures, ``build(name, **flags)``, the seed's table
+    kwsnb.streaming  conversion between modes, and StreamRunner: the one stream runner
+    kwsnb.train      the seed's command lines and training recipe (``python -m kwsnb.train``)
+    kwsnb.tflite     conversion, quantization, the flatbuffer toolkit, export, the LiteRT runtime
+    kwsnb.micro      features-in int8 models for TFLite Micro, as C arrays (``python -m kwsnb.micro``)
+    kwsnb.evaluate   accuracy, size and latency reports; detection over long recordings
+                     (``python -m kwsnb.evaluate``)
+    kwsnb.notebooks  what the notebooks call and show, their rendering, sweeps and showcase
+    kwsnb.pipeline   train -> export -> evaluate; kwsnb.demo the README's demo
 """
 __version__ = "0.1.0"
 

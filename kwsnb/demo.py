@@ -4,7 +4,7 @@
 
 1. makes the embedded data set if it is not there yet: offline espeak-ng speech of the 35
    Speech Commands words (``data_setup.synthetic``, ~10,500 clips, a few minutes, once);
-2. trains the model with its seed command line (``kwsnb.seed``), the schedule cut to a few
+2. trains the model with its seed command line (``kwsnb.models.seed``), the schedule cut to a few
    minutes on a laptop CPU (``--steps``; the seed's full recipe is 80,000 steps);
 3. exports every TFLite format (float, dynamic range, int8, int8 features-in, streaming) and
    evaluates accuracy, size and latency of each on the held-out speakers (``report.txt``);
@@ -54,7 +54,8 @@ def make_data(data_dir: Path) -> Path:
 
 def train_and_evaluate(model: str, data_dir: Path, out: Path, steps: str, learning_rates: str,
                        batch_size: int) -> tuple[dict, dict]:
-    from kwsnb import evaluate, pipeline, seed
+    from kwsnb import evaluate, pipeline
+    from kwsnb.models import seed
 
     _step(f"train {model} ({steps} steps), export every TFLite format, evaluate")
     argv = seed.seed_command(model, str(data_dir), str(out), steps=steps,
@@ -75,9 +76,10 @@ def stream_long_recording(flags: dict, out: Path) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kwsnb import data, plots
-    from kwsnb.detect import choose_operating_point, detect, rescore, sweep_thresholds
-    from kwsnb.long_audio import make_long_recording
+    from kwsnb import data
+    from kwsnb.notebooks import plots
+    from kwsnb.evaluate.detect import choose_operating_point, detect, rescore, sweep_thresholds
+    from kwsnb.data.long_audio import make_long_recording
 
     train_dir = Path(flags["train_dir"])
     model_path = train_dir / STREAM_FORMAT

@@ -10,14 +10,14 @@ import sys
 from typing import Any, Sequence
 
 from kwsnb import evaluate
-from kwsnb.export import ExportError
+from kwsnb.tflite.runtime import LATENCY_RUNS, ExportError
 from kwsnb.train import TrainError, evaluation_flags, is_chief, parse_command_line, train
 
 
 def run(argv: Sequence[str], progress: bool | None = None) -> tuple[dict, list[dict]]:
     """What ``python -m kwsnb.train ARGV`` does, for notebooks and scripts: trains (or, with
     ``--train 0``, reloads), exports and evaluates. Returns (flags, reports); raises TrainError.
-    ``kwsnb.seed.seed_command(...)`` makes ``argv`` from the seed's command lines."""
+    ``kwsnb.models.seed.seed_command(...)`` makes ``argv`` from the seed's command lines."""
     flags = parse_command_line([str(arg) for arg in argv])
     flags = train(flags) if flags["train"] else evaluation_flags(flags)
     if not is_chief(flags):  # a multi-worker run's other workers: the chief evaluates
@@ -26,14 +26,20 @@ def run(argv: Sequence[str], progress: bool | None = None) -> tuple[dict, list[d
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 when everything ran, 2 when training or evaluation stopped, 1 when a
+    format failed (its export, scoring or TFLite Micro check; each is named)."""
     try:
         _, reports = run(sys.argv[1:] if argv is None else argv)
-        for report in reports:
-            print(evaluate.format_report(report))
     except TrainError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    failed = {}
+    for report in reports:
+        print(evaluate.format_report(report))
+        failed.update(evaluate.failures(report))
+    for name, why in failed.items():
+        print(f"error: {name}: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run_evaluation(flags: dict[str, Any], progress: bool | None = None) -> list[dict]:
@@ -49,7 +55,7 @@ def run_evaluation(flags: dict[str, Any], progress: bool | None = None) -> list[
             report = evaluate.evaluate_train_dir(
                 flags["train_dir"], test_dir=test_dir, exclude=exclude, progress=progress,
                 stream_clips=flags.get("stream_clips") or None,
-                latency_runs=flags.get("latency_runs", evaluate.LATENCY_RUNS))
+                latency_runs=flags.get("latency_runs", LATENCY_RUNS))
         except (evaluate.EvaluationError, ExportError) as error:
             raise TrainError(str(error)) from None
         reports.append(report)

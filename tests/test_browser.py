@@ -3,7 +3,7 @@
 papermill runs every notebook but never renders a widget or sends a click. Here JupyterLab runs
 on 127.0.0.1 with a throw-away token and a private settings folder, Chromium (Debian's
 ``chromium`` package, driven by Playwright's Python API: no browser download) opens a notebook
-that uses ``kwsnb.widgets`` on real clips (../shared/data's test folder when present, else the
+that uses ``kwsnb.notebooks.widgets`` on real clips (../shared/data's test folder when present, else the
 offline TTS set) and the repository's int8 tc_resnet, runs it, and then does what a learner
 does: picks another word, moves the clip slider, picks a clip to classify, uploads a recording,
 records one through the microphone, and checks what the page shows after each step.

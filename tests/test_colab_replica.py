@@ -106,12 +106,12 @@ def replica(tmp_path_factory):
         assert before[name] == colab[name], f"the replica has {name} {before[name]}"
 
     # 1. The setup cell as written, with this checkout for the git URL, and a cold pip cache.
-    from kwsnb import notebooks
+    from kwsnb.notebooks import render
 
     cell = next(c for c in nbformat.read(REPO_ROOT / "notebooks" / "tc_resnet.ipynb",
                                          as_version=4).cells if c.cell_type == "code")
-    assert notebooks.INSTALL_SPEC in cell.source
-    source = cell.source.replace(notebooks.INSTALL_SPEC, str(REPO_ROOT))
+    assert render.INSTALL_SPEC in cell.source
+    source = cell.source.replace(render.INSTALL_SPEC, str(REPO_ROOT))
     env = {**os.environ, "PIP_CACHE_DIR": str(work / "cold-pip-cache")}
     env.pop("PYTHONPATH", None)
     started = time.monotonic()
@@ -190,7 +190,7 @@ def test_notebooks_export_every_format_on_colabs_stack(replica, tmp_path):
 def test_mobilenet_v2_streams_in_int8_on_colabs_stack(replica, real_train_dir, real_test_dir,
                                                      tmp_path):
     """TensorFlow 2.20 fuses mobilenet_v2's residual add into a FULLY_CONNECTED bias in the
-    streaming graph (kwsnb.flatbuffer.unfuse_computed_bias undoes it): the committed model's
+    streaming graph (kwsnb.tflite.flatbuffer.unfuse_computed_bias undoes it): the committed model's
     int8 stream must export there and compute the int8 model's logits (the export checks them
     bit for bit; the report's primed agreement follows)."""
     python, _, _ = replica

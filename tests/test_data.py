@@ -574,7 +574,7 @@ def test_float_wav_files_load_as_their_samples_on_every_path(real_train_dir, tmp
         fixed = data.load_clip(folder / "loud.wav")
     assert np.isfinite(fixed).all() and np.abs(fixed).max() <= 1.0 and np.abs(fixed).max() > 0.5
     # Long recordings read through the same decoder.
-    from kwsnb.long_audio import LongRecording
+    from kwsnb.data.long_audio import LongRecording
 
     soundfile.write(folder / "long.wav", np.concatenate([reference] * 3), 16000, subtype="FLOAT")
     (folder / "long.csv").write_text("start_s,end_s,label\n0.1,0.9,yes\n")

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kwsnb.evaluate.__main__ as evaluate_cli
+import kwsnb.micro.__main__ as micro_cli
+from kwsnb.tflite import export as exporting
+
 from test_export import (QUANTIZED_MARGIN, SMALL_FLAGS, TEST_EXCLUDE, WORDS, exported_formats,
                          keyword_task, small_model)
 
@@ -46,11 +50,10 @@ def run_cli(*argv) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from kwsnb import evaluate
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = evaluate.main([str(a) for a in argv])
+        code = evaluate_cli.main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -198,7 +201,11 @@ def test_evaluate_formats_reports_sane_numbers(trained):
         if name in STREAM_FORMATS:
             assert entry["clips"] == 150 and entry["packets_per_clip"] == 50
             assert entry["latency_per"] == "packet"
-            assert entry["agreement"] >= (0.99 if name.endswith("float") else 0.9), name
+            # The reset protocol's half-zero first frame moves a few argmaxes (committed models:
+            # 0.985-1.0); primed, every external stream computes its family's logits.
+            assert entry["agreement"] >= 0.98, (name, entry)
+            if "external" in name:
+                assert entry["agreement_primed"] == 1.0, (name, entry)
         else:
             assert entry["clips"] == len(task.test_labels)
             assert entry["accuracy"] >= keras_accuracy - QUANTIZED_MARGIN, name
@@ -212,17 +219,17 @@ def test_evaluate_formats_reports_sane_numbers(trained):
 @pytest.mark.real_data
 def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_train_dir,
                                                     real_test_dir):
-    from kwsnb import evaluate, models
+    from kwsnb import models
 
     task, paths = trained
     train_dir = make_train_dir(tmp_path / "run", task.model, real_train_dir)
-    weights = evaluate._digest(train_dir / "best_weights.weights.h5")
+    weights = exporting.weights_digest(train_dir / "best_weights.weights.h5")
     for name, path in paths.items():  # exported from these weights: no re-export needed
         shutil.copytree(path.parent, train_dir / name, copy_function=shutil.copy)
-        evaluate._record_weights(train_dir / name, weights)
+        exporting.record_weights(train_dir / name, weights)
     shutil.rmtree(train_dir / "tflite_float")  # ... except this one, missing
     stale = train_dir / "tflite_dynamic" / "model.tflite"
-    evaluate._record_weights(stale.parent, "0" * 64)  # from other weights: exported again
+    exporting.record_weights(stale.parent, "0" * 64)  # from other weights: exported again
     old = time.time() - 3600
     os.utime(stale, (old, old))
     kept = train_dir / "tflite_int8" / "model.tflite"
@@ -256,11 +263,10 @@ def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_tr
                                                                    real_test_dir):
     # The committed tc_resnet's 9-label file copied into this 4-label train_dir, recorded as
     # exported from its weights: it was scored against the wrong labels and the report replaced.
-    from kwsnb import evaluate
 
     folder = untrained_train_dir / "tflite_float"
     shutil.copytree(Path(__file__).parents[1] / "models" / "tc_resnet" / "tflite_float", folder)
-    evaluate._record_weights(folder, evaluate._digest(untrained_train_dir /
+    exporting.record_weights(folder, exporting.weights_digest(untrained_train_dir /
                                                       "best_weights.weights.h5"))
     report = untrained_train_dir / "report_speech_commands_test_lite.json"
     report.write_text('{"formats": "the full report"}')
@@ -273,7 +279,7 @@ def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_tr
 
 _KILL_DURING_EXPORT = """
 import os, pathlib, signal, sys
-from kwsnb import evaluate
+import kwsnb.evaluate.__main__ as evaluate_cli
 
 where = sys.argv.pop(1)
 write_bytes, replace = pathlib.Path.write_bytes, os.replace
@@ -290,7 +296,7 @@ def cut_replace(source, target):  # its model.tflite in place, its metadata.json
     return replace(source, target)
 
 pathlib.Path.write_bytes, os.replace = cut_write, cut_replace
-sys.exit(evaluate.main(sys.argv[1:]))
+sys.exit(evaluate_cli.main(sys.argv[1:]))
 """
 
 
@@ -322,13 +328,13 @@ def test_a_kill_during_export_leaves_a_train_dir_that_evaluates(untrained_train_
 @pytest.mark.real_data
 def test_impossible_counts_are_one_error_line(untrained_train_dir, tmp_path, capsys):
     # Each was a raw traceback (numpy's choice, tf.data's batch, the calibration's slice).
-    from kwsnb import data, micro
+    from kwsnb import data
 
     code, _, err = run_cli(untrained_train_dir, "--stream_clips", "-5")
     assert code == 2 and "--stream_clips must be a positive number" in err
     code, _, err = run_cli(untrained_train_dir, "--latency_runs", "-1")
     assert code == 2 and "--latency_runs must be 0" in err
-    assert micro.main([str(untrained_train_dir), "--out", str(tmp_path / "micro"),
+    assert micro_cli.main([str(untrained_train_dir), "--out", str(tmp_path / "micro"),
                        "--clips", "0"]) == 2
     assert "--clips must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "micro").exists()
@@ -363,3 +369,38 @@ def test_a_partial_evaluation_updates_the_report_instead_of_shrinking_it(untrain
     code, out, err = run_cli(*argv, "--formats", "tflite_float", "--latency_runs", "0")
     assert code == 0, err
     assert list(json.loads(out)["formats"]) == ["tflite_float"]
+
+
+def test_failures_name_failed_exports_and_tflm_checks_but_not_unchecked_ones():
+    from kwsnb import evaluate
+
+    report = {"formats": {
+        "keras": {"accuracy": 0.9},
+        "tflite_dynamic": {"error": "the converter refused"},
+        "tflite_features_int8": {"accuracy": 0.9, "tflm": {"runs": False, "error": "no op"}},
+        "tflite_int8": {"accuracy": 0.9, "tflm": {"runs": None, "error": "not checked"}}}}
+    assert evaluate.failures(report) == {
+        "tflite_dynamic": "the converter refused",
+        "tflite_features_int8": "TFLite Micro cannot run it: no op"}
+
+
+@pytest.mark.real_data
+def test_a_failed_export_makes_the_command_exit_non_zero(untrained_train_dir, monkeypatch):
+    """It used to be a warning and an "error" entry, and the command exited 0."""
+    from kwsnb.tflite import export as exporting
+
+    original = exporting.export
+
+    def export(model, out_dir, *args, formats=None, **kwargs):
+        if formats == ["tflite_dynamic"]:
+            raise exporting.ExportError("the converter refused (planted)")
+        return original(model, out_dir, *args, formats=formats, **kwargs)
+
+    monkeypatch.setattr(exporting, "export", export)
+    with pytest.warns(UserWarning, match="tflite_dynamic not exported"):
+        code, out, err = run_cli(untrained_train_dir, "--formats", "tflite_float,tflite_dynamic",
+                                 "--latency_runs", "0")
+    assert code == 1
+    assert "error: tflite_dynamic: the converter refused (planted)" in err
+    report = json.loads((untrained_train_dir / "report.json").read_text())
+    assert report["formats"]["tflite_float"]["accuracy"] >= 0  # the rest was still measured

@@ -1,4 +1,4 @@
-"""kwsnb.export: every TFLite format of a real architecture, on real speech.
+"""kwsnb.tflite.export: every TFLite format of a real architecture, on real speech.
 
 The model is a small tc_resnet (about 8k parameters) from ``kwsnb.models``. Fast tests use it
 untrained (conversion, op checks, error messages); the slow ones train it in seconds on four
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from kwsnb import streaming
 
 WORDS = ("yes", "no", "up", "down")
 # Folders of the official test layout that are not labels of the four-word task.
@@ -48,7 +50,8 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
     """small_model() trained for 300 steps on yes/no/up/down (about 90% on the test folder)."""
     import keras
 
-    from kwsnb import data, export as exporting, streaming
+    from kwsnb import data, streaming
+    from kwsnb.tflite import export as exporting
 
     dataset = data.SpeechCommands(train_dir, wanted_words=WORDS, silence_percentage=0,
                                   unknown_percentage=0, progress=False)
@@ -57,7 +60,7 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
                                                     progress=False)
     keras.utils.set_random_seed(0)
     model = small_model()
-    exporting.mfcc_of(exporting.front_end_layer(model)).adapt(train_audio[::4])  # as training does
+    streaming.mfcc_of(streaming.front_end_layer(model)).adapt(train_audio[::4])  # as training does
     front_end, body = streaming.split_front_end(model)
     features = front_end.predict(train_audio, batch_size=200, verbose=0)
     body.compile(keras.optimizers.Adam(3e-3),
@@ -70,7 +73,7 @@ def keyword_task(train_dir: str, test_dir: str) -> KeywordTask:
 def exported_formats(train_dir: str, test_dir: str) -> dict[str, Path]:
     """Every format of keyword_task's model, exported once per test session (in a temporary
     folder removed at exit)."""
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     task = keyword_task(train_dir, test_dir)
     out_dir = Path(tempfile.mkdtemp(prefix="kwsnb_test_export_"))
@@ -104,14 +107,14 @@ def clips(request) -> np.ndarray:
 @pytest.fixture(scope="module")
 def untrained():
     """(model, its float TFLite model): conversion checks need no training."""
-    from kwsnb import convert
+    from kwsnb.tflite import convert
 
     model = small_model()
     return model, convert.convert_float(model)
 
 
 def _run(content: bytes, inputs: np.ndarray) -> np.ndarray:
-    from kwsnb.evaluate import TFLiteModel, predict_non_stream
+    from kwsnb.tflite.runtime import TFLiteModel, predict_non_stream
 
     return predict_non_stream(TFLiteModel(content), inputs)
 
@@ -121,7 +124,7 @@ def _run(content: bytes, inputs: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def test_float_and_int8_are_builtin_and_keep_the_front_end_float(untrained, clips):
-    from kwsnb import convert, export as exporting, runtime
+    from kwsnb.tflite import convert, export as exporting, runtime
 
     model, float_content = untrained
     int8_content = exporting.convert_int8(model, clips, float_content)
@@ -139,7 +142,7 @@ def test_float_and_int8_are_builtin_and_keep_the_front_end_float(untrained, clip
 
 
 def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
-    from kwsnb import convert, runtime
+    from kwsnb.tflite import convert, runtime
 
     _, content = untrained
     names = convert.front_end_tensor_names(content)
@@ -157,7 +160,7 @@ def test_front_end_region_covers_framing_fft_mel_log_and_dct(untrained):
 
 
 def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
-    from kwsnb import convert, export as exporting
+    from kwsnb.tflite import convert, export as exporting
 
     model, float_content = untrained
     dynamic = exporting.convert_dynamic(model, float_content)
@@ -173,7 +176,7 @@ def test_dynamic_range_keeps_front_end_weights_float(untrained, clips):
 def _dynamic_without_restore(model):
     import tensorflow as tf
 
-    from kwsnb import convert
+    from kwsnb.tflite import convert
 
     def configure(converter):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -186,7 +189,7 @@ def _renamed_constants(content: bytes) -> bytes:
     weights it quantizes ("tfl.pseudo_qconst<k>"), where 2.21 keeps the op's name."""
     import flatbuffers
 
-    from kwsnb import runtime
+    from kwsnb.tflite import runtime
 
     model = runtime.tflite_schema().ModelT.InitFromPackedBuf(content, 0)
     graph = model.subgraphs[0]
@@ -200,7 +203,7 @@ def _renamed_constants(content: bytes) -> bytes:
 
 
 def test_dynamic_range_finds_front_end_weights_by_role_not_name(untrained, clips):
-    from kwsnb import convert, export as exporting
+    from kwsnb.tflite import convert, export as exporting
 
     model, float_content = untrained
     front_end = convert.front_end_tensor_names(float_content)
@@ -213,8 +216,9 @@ def test_dynamic_range_finds_front_end_weights_by_role_not_name(untrained, clips
 
 
 def test_dynamic_range_refuses_float_weights_that_are_not_its_own(untrained):
-    from kwsnb import convert, export as exporting, models
-    from kwsnb.runtime import ExportError
+    from kwsnb import models
+    from kwsnb.tflite import convert, export as exporting
+    from kwsnb.tflite.runtime import ExportError
 
     model, _ = untrained
     # The float model of another front end (13 coefficients, not 20): the same ops, other
@@ -231,8 +235,8 @@ def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatc
     import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
-    from kwsnb import stack
-    from kwsnb.runtime import ExportError
+    from kwsnb.tflite import stack
+    from kwsnb.tflite.runtime import ExportError
 
     class OlderConverter:  # a release without the option: setting it would change nothing
         pass
@@ -252,8 +256,8 @@ def test_missing_converter_internals_stop_with_the_tensorflow_version(monkeypatc
 def test_a_tensor_without_a_shared_range_stops_the_export(untrained, clips):
     """force_ranges keys tensors by converter names; one that matches nothing would keep a
     range of its own and the formats would quantize it differently: an error, not a default."""
-    from kwsnb import quantize
-    from kwsnb.runtime import ExportError
+    from kwsnb.tflite import quantize
+    from kwsnb.tflite.runtime import ExportError
 
     model, _ = untrained
     shared = quantize.SharedQuantization.from_model(model, clips)
@@ -267,7 +271,7 @@ def test_a_tensor_without_a_shared_range_stops_the_export(untrained, clips):
 
 
 def test_features_int8_model_has_int8_io(untrained, clips):
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     content = exporting.convert_features_int8(untrained[0], clips)
     io = exporting.describe_io(content)
@@ -283,10 +287,10 @@ def test_adapted_front_end_gives_int8_features_fine_steps(clips):
     """One int8 scale covers every coefficient: unadapted, coefficient 0 (about -350..40) sets a
     step that leaves the small coefficients a few levels; adapted (centred, coefficient 0 capped
     at the others' spread), the step is several times finer."""
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     model = small_model()
-    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+    front_end = streaming.mfcc_of(streaming.front_end_layer(model))
 
     def features_step():
         (features,) = exporting.describe_io(
@@ -303,7 +307,7 @@ def test_model_needing_non_builtin_ops_is_refused():
     import keras
     import tensorflow as tf
 
-    from kwsnb import convert, export as exporting
+    from kwsnb.tflite import convert, export as exporting
 
     # tf.signal's MFCC op needs Flex ops in TFLite (stack_notes.md).
     audio = keras.Input((16000,))
@@ -319,7 +323,7 @@ def test_custom_ops_in_a_flatbuffer_are_refused():
     import keras
     import tensorflow as tf
 
-    from kwsnb import export as exporting, runtime
+    from kwsnb.tflite import export as exporting, runtime
 
     audio = keras.Input((16000,))
     mfcc = keras.layers.Lambda(tf.signal.mfccs_from_log_mel_spectrograms)(
@@ -335,7 +339,7 @@ def test_custom_ops_in_a_flatbuffer_are_refused():
 def test_model_without_mfcc_front_end_is_refused():
     import keras
 
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     audio = keras.Input((16000,))
     model = keras.Model(audio, keras.layers.Dense(4)(audio), name="no_front_end")
@@ -344,14 +348,14 @@ def test_model_without_mfcc_front_end_is_refused():
 
 
 def test_unknown_format_is_refused(untrained, clips):
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     with pytest.raises(exporting.ExportError, match="unknown format.*tflite_int4"):
         exporting.export(untrained[0], "unused", clips, formats=["tflite_int4"])
 
 
 def test_read_tflite_names_missing_and_corrupt_files(tmp_path, untrained):
-    from kwsnb import export as exporting, runtime
+    from kwsnb.tflite import export as exporting, runtime
 
     missing = tmp_path / "tflite_float" / "model.tflite"
     with pytest.raises(exporting.ExportError, match=f"{missing}.*not found"):
@@ -377,7 +381,7 @@ def test_read_tflite_names_missing_and_corrupt_files(tmp_path, untrained):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_export_writes_every_format_with_metadata(exported, task):
-    from kwsnb import export as exporting, runtime
+    from kwsnb.tflite import export as exporting, runtime
 
     assert set(exported) == set(exporting.FORMATS)
     for name, path in exported.items():
@@ -426,7 +430,8 @@ def test_export_writes_every_format_with_metadata(exported, task):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_quantized_formats_keep_the_float_accuracy(exported, task):
-    from kwsnb import runtime, streaming
+    from kwsnb import streaming
+    from kwsnb.tflite import runtime
 
     front_end, _ = streaming.split_front_end(task.model)
     features = front_end.predict(task.test_audio, batch_size=200, verbose=0)
@@ -449,10 +454,10 @@ def test_quantized_formats_keep_the_float_accuracy(exported, task):
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_stream_formats_match_the_non_stream_model(exported, task):
-    from kwsnb import evaluate, export as exporting, runtime
+    from kwsnb.tflite import export as exporting, runtime
 
     def model(name):
-        return evaluate.TFLiteModel(runtime.read_tflite(exported[name]), name)
+        return runtime.TFLiteModel(runtime.read_tflite(exported[name]), name)
 
     def metadata(name):
         return json.loads((exported[name].parent / exporting.METADATA_FILE).read_text())
@@ -460,16 +465,17 @@ def test_stream_formats_match_the_non_stream_model(exported, task):
     audio = task.test_audio[:40]
     reference = _run(model("tflite_float").content, audio)
     scale = np.abs(reference).max()
-    external = evaluate.predict_stream_external(model("tflite_stream_external_float"), audio,
-                                                metadata("tflite_stream_external_float"))
-    internal = evaluate.predict_stream_internal(model("tflite_stream_internal_float"), audio)
+    def stream(name):
+        return runtime.stream_runner(model(name), metadata(name)).run_clips(audio)
+
+    external = stream("tflite_stream_external_float")
+    internal = stream("tflite_stream_internal_float")
     # Valid padding: 50 packets from zero states give exactly the non-stream frames' result.
     np.testing.assert_allclose(external, reference, atol=1e-4 * scale)
     np.testing.assert_allclose(internal, reference, atol=1e-4 * scale)
-    int8 = evaluate.predict_stream_external(model("tflite_stream_external_int8"), audio,
-                                            metadata("tflite_stream_external_int8"))
+    int8 = stream("tflite_stream_external_int8")
     assert np.mean(int8.argmax(-1) == reference.argmax(-1)) >= 0.9
-    # One quantization for every int8 format (kwsnb.quantize): the int8 stream computes the
+    # One quantization for every int8 format (kwsnb.tflite.quantize): the int8 stream computes the
     # int8 non-stream model's integers.
     np.testing.assert_array_equal(int8, _run(model("tflite_int8").content, audio))
 
@@ -479,8 +485,9 @@ def test_stream_formats_match_the_non_stream_model(exported, task):
 def test_export_refuses_an_int8_stream_that_does_not_share_the_quantization(exported, task):
     """The check every export runs (``verify_int8_stream``) catches a stream calibrated on its
     own, as a TensorFlow release matching no tensor by name would leave it."""
-    from kwsnb import export as exporting, runtime, streaming
-    from kwsnb.runtime import ExportError
+    from kwsnb import streaming
+    from kwsnb.tflite import export as exporting, runtime
+    from kwsnb.tflite.runtime import ExportError
 
     non_stream = runtime.read_tflite(exported["tflite_int8"])
     shared = runtime.read_tflite(exported["tflite_stream_external_int8"])

@@ -164,7 +164,7 @@ def test_front_end_constants_are_compact(real_clips):
     only weights are the two saved with every model."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from kwsnb.export import front_end_constant_bytes
+    from kwsnb.tflite.export import front_end_constant_bytes
 
     for num_samples in (16000, FRAME_SAMPLES):
         audio = keras.Input(shape=(num_samples,), batch_size=1)

@@ -53,7 +53,8 @@ def trained_model(folder: str):
     after each word, and windows between words as _silence_."""
     import keras
 
-    from kwsnb import long_audio, models, streaming
+    from kwsnb import models, streaming
+    from kwsnb.data import long_audio
 
     audio, labels = synthetic_clips(folder)
     windows, targets = [], []
@@ -101,7 +102,7 @@ def untrained():
 
 @pytest.fixture(scope="module")
 def short_recording(clips, synthetic_dir):
-    from kwsnb import long_audio
+    from kwsnb.data import long_audio
 
     return long_audio.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=12,
                                          seed=7)
@@ -116,7 +117,7 @@ def model(synthetic_dir):
 def easy_recording(clips, synthetic_dir):
     """One minute of the model's own training clips (other order, gaps and noise than its
     training recordings) over quiet noise (26 dB SNR)."""
-    from kwsnb import long_audio
+    from kwsnb.data import long_audio
 
     return long_audio.make_long_recording(*clips, LABELS, noise=synthetic_dir, duration_s=60,
                                          noise_level=0.05, seed=1)
@@ -124,7 +125,7 @@ def easy_recording(clips, synthetic_dir):
 
 @pytest.fixture(scope="module")
 def easy_result(model, easy_recording):
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     return detect.detect(model, easy_recording, LABELS)
 
@@ -142,7 +143,7 @@ def _outside(events, samples: int, margin_s: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def test_words_sit_where_the_events_say(clips):
-    from kwsnb import long_audio
+    from kwsnb.data import long_audio
 
     recording = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5),
                                               seed=3)
@@ -180,7 +181,8 @@ def test_words_sit_where_the_events_say(clips):
 
 
 def test_noise_fills_the_gaps_at_the_requested_level(clips, synthetic_dir):
-    from kwsnb import data, long_audio
+    from kwsnb import data
+    from kwsnb.data import long_audio
 
     options = dict(duration_s=30, seed=5)
     quiet = long_audio.make_long_recording(*clips, LABELS, **options)
@@ -207,7 +209,7 @@ def test_noise_fills_the_gaps_at_the_requested_level(clips, synthetic_dir):
 def test_save_writes_wav_and_events_csv(clips, tmp_path):
     import soundfile
 
-    from kwsnb import long_audio
+    from kwsnb.data import long_audio
 
     recording = long_audio.make_long_recording(*clips, LABELS, duration_s=20, seed=2)
     recording.save(tmp_path / "long")
@@ -223,7 +225,7 @@ def test_save_writes_wav_and_events_csv(clips, tmp_path):
 
 
 def test_bad_recording_inputs_are_explained(clips, tmp_path):
-    from kwsnb import long_audio
+    from kwsnb.data import long_audio
 
     audio, labels = clips
     make = long_audio.make_long_recording
@@ -266,7 +268,7 @@ def _posteriors(duration_s: float, pulses, labels=LABELS) -> tuple[np.ndarray, n
 
 
 def test_matcher_counts_hits_misses_and_false_accepts():
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     events = [(1.0, 1.5, "yes"), (4.0, 4.6, "no"), (8.0, 8.4, "yes"), (12.0, 12.5, "_unknown_"),
               (15.0, 15.5, "up")]
@@ -298,7 +300,7 @@ def test_matcher_counts_hits_misses_and_false_accepts():
 
 
 def test_smoothing_averages_the_last_packets():
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     step = np.zeros((30, 2), np.float32)
     step[10:, 1] = 1.0
@@ -316,7 +318,7 @@ def test_smoothing_averages_the_last_packets():
 
 
 def test_suppression_and_one_detection_per_excursion():
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     def detections(pulses, **options):
         times, posteriors = _posteriors(10, pulses)
@@ -340,7 +342,7 @@ def test_suppression_and_one_detection_per_excursion():
 
 
 def test_sweep_thresholds_rescores_one_run():
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     events = [(1.0, 1.4, "yes"), (3.0, 3.5, "no"), (6.0, 6.4, "down")]
     times, posteriors = _posteriors(600, [(1.2, 1.6, "yes"), (3.3, 3.7, "no")])
@@ -355,7 +357,7 @@ def test_sweep_thresholds_rescores_one_run():
 
 
 def test_choose_operating_point_takes_the_fewest_misses_within_the_false_accept_budget():
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     events = [(1.0, 1.4, "yes"), (3.0, 3.5, "no"), (6.0, 6.4, "down")]
     times, posteriors = _posteriors(600, [(1.2, 1.6, "yes"), (3.3, 3.7, "no")])
@@ -388,7 +390,7 @@ def test_plot_draws_the_timeline():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     events = [(1.0, 1.5, "yes"), (4.0, 4.6, "no"), (8.0, 8.4, "yes"), (12.0, 12.5, "_unknown_"),
               (25.0, 25.5, "up")]
@@ -425,13 +427,15 @@ def test_every_keras_mode_streams_the_same(untrained, short_recording):
     and that graph computes what StreamRunner (one eager call per packet) computes."""
     from scipy.special import softmax
 
-    from kwsnb import detect, streaming
+    from kwsnb import streaming
+    from kwsnb.evaluate import detect
 
     results = [detect.detect(model, short_recording, LABELS, smoothing_ms=0, threshold=0.3)
                for model in (untrained, streaming.to_stream_internal(untrained),
                              streaming.to_stream_external(untrained))]
-    reference = softmax(streaming.StreamRunner(streaming.to_stream_external(untrained))
-                        .run(short_recording.audio[:150 * 320]), axis=-1)
+    runner = streaming.StreamRunner(streaming.to_stream_external(untrained))
+    reference = softmax(np.stack([runner.step(packet) for packet in
+                                  short_recording.audio[:150 * 320].reshape(150, 320)]), axis=-1)
     np.testing.assert_allclose(results[0].posteriors[:150], reference, atol=1e-5)
     for result in results[1:]:
         np.testing.assert_allclose(result.posteriors, results[0].posteriors, atol=1e-5)
@@ -444,8 +448,9 @@ def test_every_keras_mode_streams_the_same(untrained, short_recording):
 def test_detect_explains_bad_input(untrained, short_recording, tmp_path):
     import keras
 
-    from kwsnb import detect, long_audio
-    from kwsnb.export import ExportError
+    from kwsnb.data import long_audio
+    from kwsnb.evaluate import detect
+    from kwsnb.tflite.export import ExportError
 
     recording = short_recording
     resampled = long_audio.LongRecording(recording.audio[::2], 8000, recording.events)
@@ -479,19 +484,21 @@ def test_every_architecture_streams_in_the_graph(name, short_recording):
     import keras
     from scipy.special import softmax
 
-    from kwsnb import detect, models, streaming
+    from kwsnb import models, streaming
+    from kwsnb.evaluate import detect
 
     keras.utils.set_random_seed(0)
     model = models.build(name, label_count=len(LABELS))
     result = detect.detect(model, short_recording, LABELS)
-    reference = softmax(streaming.StreamRunner(streaming.to_stream_external(model))
-                        .run(short_recording.audio[:100 * 320]), axis=-1)
+    runner = streaming.StreamRunner(streaming.to_stream_external(model))
+    reference = softmax(np.stack([runner.step(packet) for packet in
+                                  short_recording.audio[:100 * 320].reshape(100, 320)]), axis=-1)
     np.testing.assert_allclose(result.raw_posteriors[:100], reference, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_trained_model_finds_most_words(easy_result, easy_recording):
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     result = easy_result
     print("easy recording:", result.summary())
@@ -513,7 +520,8 @@ def test_trained_model_finds_most_words(easy_result, easy_recording):
 
 @pytest.mark.slow
 def test_tflite_streams_agree_with_keras(model, easy_recording, easy_result, tmp_path):
-    from kwsnb import detect, export as exporting
+    from kwsnb.evaluate import detect
+    from kwsnb.tflite import export as exporting
 
     formats = ("tflite_float", "tflite_stream_external_float", "tflite_stream_internal_float")
     paths = exporting.export(model, tmp_path, None, LABELS, formats=formats)
@@ -545,7 +553,9 @@ def test_tflite_streams_agree_with_keras(model, easy_recording, easy_result, tmp
 def test_real_speech_over_real_noise(real_train_dir, real_test_dir, tmp_path):
     """keyword_task's model (yes/no/up/down, about 90% on clips) over two minutes of the
     held-out speakers' words mixed with the official noise recordings at 20 dB SNR."""
-    from kwsnb import detect, export as exporting, long_audio
+    from kwsnb.data import long_audio
+    from kwsnb.evaluate import detect
+    from kwsnb.tflite import export as exporting
 
     task = keyword_task(str(real_train_dir), str(real_test_dir))
     recording = long_audio.make_long_recording(task.test_audio, task.test_labels, task.labels,
@@ -566,7 +576,8 @@ def test_recordings_and_settings_that_would_stream_wrong_are_refused(untrained, 
     # poisoned an internal-state stream for the rest of the recording, threshold 2.0 never fired.
     import soundfile
 
-    from kwsnb import detect, long_audio
+    from kwsnb.data import long_audio
+    from kwsnb.evaluate import detect
 
     audio, events = short_recording.audio, short_recording.events
     with pytest.raises(ValueError, match=r"1-D audio \[samples\], got shape \(192000, 2\)"):

@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kwsnb.micro.__main__ as micro_cli
+from kwsnb.evaluate import formats
+from kwsnb.micro import package
+from kwsnb.tflite.runtime import TFLiteModel
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
 ARCHITECTURES = ("svdf_resnet", "mobilenet", "mobilenet_v2", "inception", "inception_resnet",
@@ -135,18 +140,17 @@ def test_read_c_array_catches_a_wrong_length(tmp_path):
 
 
 def test_cli_explains_a_train_dir_without_a_model(tmp_path, capsys):
-    from kwsnb import micro
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert micro.main([str(empty), "--out", str(tmp_path / "out")]) == 2
+    assert micro_cli.main([str(empty), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "no trained model in" in error and "flags.json" in error
     assert "Traceback" not in error
     (empty / "flags.json").write_text("{}")
-    assert micro.main([str(empty), "--out", str(tmp_path / "out")]) == 2
+    assert micro_cli.main([str(empty), "--out", str(tmp_path / "out")]) == 2
     assert "best_weights.weights.h5 missing" in capsys.readouterr().err
-    assert micro.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert micro_cli.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -154,15 +158,15 @@ def test_cli_explains_a_train_dir_without_a_model(tmp_path, capsys):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_committed_features_int8_has_static_shapes(arch):
     """No run-time shape ops (the REDUCE_PROD TFLM lacked) and a batch of 1."""
-    from kwsnb import export as exporting
+    from kwsnb.tflite import runtime
 
     path = MODELS_DIR / arch / "tflite_features_int8" / "model.tflite"
     if not path.is_file():
         pytest.skip(f"{path} not committed")
     content = path.read_bytes()
-    ops = exporting.operator_names(content)
+    ops = runtime.operator_names(content)
     assert not {"SHAPE", "REDUCE_PROD", "PACK", "GATHER"} & set(ops), ops
-    io = exporting.describe_io(content)
+    io = runtime.describe_io(content)
     assert io["inputs"]["features"]["shape"][0] == 1
     metadata = json.loads((path.parent / "metadata.json").read_text())
     assert metadata["operators"] == ops and metadata["size_bytes"] == len(content)
@@ -177,7 +181,7 @@ def test_batch_none_needs_reduce_prod_and_batch_one_runs(tflm):
     open computes its reshape at run time (REDUCE_PROD, which TFLM lacks); batch 1 does not."""
     import keras
 
-    from kwsnb import convert
+    from kwsnb.tflite import convert
     from kwsnb import micro
 
     inputs = keras.Input((5, 3), name="x")
@@ -198,7 +202,7 @@ def test_batch_none_needs_reduce_prod_and_batch_one_runs(tflm):
     assert check["arena_min_bytes"] > 0 and check["arena_bytes"] > 0
     x = np.random.default_rng(0).normal(size=(1, 5, 3)).astype(np.float32)
     tflm_out = micro.TFLMRunner(static).run({"x": x})
-    litert_out = micro.LiteRTRunner(static).run({"x": x})
+    litert_out = TFLiteModel(static).run({"x": x})
     np.testing.assert_allclose(next(iter(tflm_out.values())), next(iter(litert_out.values())),
                                rtol=1e-5, atol=1e-5)
 
@@ -208,7 +212,8 @@ def test_tflm_rounds_ties_differently_only(tflm, test_clips):
     one step (they differ only where requantization hits a tie)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from kwsnb import micro, runtime
+    from kwsnb import micro
+    from kwsnb.tflite import runtime
 
     model, _ = _trained("svdf")
     content = (MODELS_DIR / "svdf" / "tflite_features_int8" / "model.tflite").read_bytes()
@@ -268,12 +273,12 @@ def calibration_audio(real_train_dir):
 
 @pytest.mark.parametrize("arch", STREAM_ARCHITECTURES)
 def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_clips):
-    from kwsnb import export as exporting
+    from kwsnb.tflite import runtime
     from kwsnb import micro
 
     model, flags = _trained(arch)
     content = micro.convert_stream_features_int8(model, calibration_audio)
-    io = exporting.describe_io(content)
+    io = runtime.describe_io(content)
     dct = flags["dct_num_features"]
     assert io["inputs"]["features"]["shape"] == [1, 1, dct]
     assert all(spec["dtype"] == "int8" for spec in [*io["inputs"].values(),
@@ -305,7 +310,8 @@ def test_stream_features_int8_runs_in_tflm(tflm, arch, calibration_audio, test_c
 def test_stream_features_model_is_exact_in_float(calibration_audio):
     """The Keras streaming body, fed the non-stream features frame by frame from zero states,
     gives the non-stream body's logits after the last frame (valid padding: svdf)."""
-    from kwsnb import convert, streaming
+    from kwsnb import streaming
+    from kwsnb.tflite import convert
     from kwsnb import micro
 
     model, _ = _trained("svdf")
@@ -331,7 +337,7 @@ def test_cli_writes_both_models_as_c_sources(tflm, real_train_dir, tmp_path, cap
     if not (MODELS_DIR / "svdf" / "best_weights.weights.h5").is_file():
         pytest.skip("no committed svdf model")
     out = tmp_path / "out"
-    assert micro.main([str(MODELS_DIR / "svdf"), "--out", str(out), "--clips", "20",
+    assert micro_cli.main([str(MODELS_DIR / "svdf"), "--out", str(out), "--clips", "20",
                        "--data_dir", str(real_train_dir)]) == 0
     assert "written to" in capsys.readouterr().out
     for kind in micro.MICRO_FORMATS:
@@ -362,7 +368,7 @@ def test_reports_say_whether_tflm_runs_the_features_in_model(tflm):
     from kwsnb import evaluate
 
     path = MODELS_DIR / "tc_resnet" / "tflite_features_int8" / "model.tflite"
-    entry = evaluate._tflm_entry(path)
+    entry = formats._tflm_entry(path)
     assert entry["runs"] is True and entry["error"] is None
     assert 4_000 < entry["arena_bytes"] < 200_000
     report = {"model": "tc_resnet", "params": 1, "labels": ["a"], "formats": {
@@ -384,7 +390,6 @@ def test_a_cut_features_model_is_named_and_converted_afresh(tmp_path):
     import shutil
     import warnings
 
-    from kwsnb import micro
 
     train_dir = tmp_path / "tc_resnet"
     shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "tc_resnet", train_dir)
@@ -392,5 +397,5 @@ def test_a_cut_features_model_is_named_and_converted_afresh(tmp_path):
     cut.write_bytes(cut.read_bytes()[:3000])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert micro._current_features_int8(train_dir) is None
+        assert package._current_features_int8(train_dir) is None
     assert any(str(cut) in str(w.message) and "afresh" in str(w.message) for w in caught)

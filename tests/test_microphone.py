@@ -1,6 +1,6 @@
 """The microphone's Python side without a browser: what the page sends (float32 buffers at the
 page's rate) becomes 16 kHz audio, and live detection over chunks as they arrive equals
-``kwsnb.detect.detect`` over the whole recording (the browser test, tests/test_browser.py,
+``kwsnb.evaluate.detect.detect`` over the whole recording (the browser test, tests/test_browser.py,
 drives the real page)."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kwsnb import detect, microphone
-from kwsnb.long_audio import LongRecording
+from kwsnb.evaluate import detect
+from kwsnb.notebooks import microphone
+from kwsnb.data.long_audio import LongRecording
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "tc_resnet"
 STREAM_MODEL = MODEL_DIR / "tflite_stream_external_int8"
@@ -52,7 +53,7 @@ def test_live_detection_over_chunks_equals_detect_over_the_file(real_test_dir):
 
 def test_operating_point_reads_detection_json_else_detects_defaults(tmp_path):
     assert microphone.operating_point(tmp_path) == {
-        "smoothing_ms": 200.0, "threshold": 0.6, "source": "kwsnb.detect defaults"}
+        "smoothing_ms": 200.0, "threshold": 0.6, "source": "kwsnb.evaluate.detect defaults"}
     (tmp_path / "detection.json").write_text(json.dumps(
         {"operating_point": {"smoothing_ms": 300, "threshold": 0.75}}))
     point = microphone.operating_point(tmp_path)

@@ -18,10 +18,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from kwsnb import notebooks, seed
+from kwsnb import notebooks
+
+from kwsnb.notebooks import render
+from kwsnb.models import seed
 
 REPO = Path(__file__).resolve().parents[1]
-ARCHITECTURES = notebooks._architectures()
+ARCHITECTURES = render.architectures()
 # One cell may take long (the full V2 download is not run here); a hang fails instead of
 # stalling CI.
 CELL_TIMEOUT_S = 600
@@ -29,7 +32,7 @@ SC_LITE9_WORDS = "yes,no,up,down,left,right,stop"
 
 
 def rendered(name: str) -> nbformat.NotebookNode:
-    return notebooks.render(name)
+    return render.render(name)
 
 
 def code_cells(notebook) -> list:
@@ -46,29 +49,29 @@ def parameters(notebook) -> dict:
 # --- rendering -------------------------------------------------------------------------------
 
 def test_committed_notebooks_are_current():
-    stale = notebooks.stale_notebooks()
+    stale = render.stale_notebooks()
     assert not stale, f"run `python -m kwsnb.notebooks`: {stale} differ from the templates"
 
 
 def test_every_notebook_is_listed_once_in_reading_order():
-    names = notebooks.notebook_names()
+    names = render.notebook_names()
     assert names[0] == "00_data_setup" and names[-1] == "compare_30k"
     assert names[1:-1] == list(ARCHITECTURES) and len(ARCHITECTURES) == 8
     assert sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb")) == sorted(names)
 
 
-@pytest.mark.parametrize("name", notebooks.notebook_names())
+@pytest.mark.parametrize("name", render.notebook_names())
 def test_setup_cell_installs_kwsnb_before_anything_else(name):
     notebook = rendered(name)
     first_code = code_cells(notebook)[0]
-    assert notebooks.INSTALL_SPEC in first_code.source
+    assert render.INSTALL_SPEC in first_code.source
     assert 'find_spec("kwsnb") is None' in first_code.source
     assert not any("kwsnb" in c.source for c in notebook.cells[:notebook.cells.index(first_code)]
                    if c.cell_type == "code")
-    assert notebooks.colab_badge(f"{name}.ipynb") in notebook.cells[0].source
+    assert render.colab_badge(f"{name}.ipynb") in notebook.cells[0].source
 
 
-@pytest.mark.parametrize("name", notebooks.notebook_names())
+@pytest.mark.parametrize("name", render.notebook_names())
 def test_parameters_cell_defaults_are_the_seed_recipe(name):
     values = parameters(rendered(name))
     if name == "compare_30k":
@@ -104,7 +107,7 @@ def test_architecture_notebooks_share_one_story():
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_architecture_prose_comes_from_the_model_module(name):
-    prose = notebooks.architecture_prose(name)
+    prose = render.architecture_prose(name)
     text = "\n".join(c.source for c in rendered(name).cells if c.cell_type == "markdown")
     assert prose.changes and prose.changes in text
     assert prose.structure.split("\n")[0] in text
@@ -125,28 +128,28 @@ def test_inception_notebook_says_which_flags_the_seed_command_lost():
 
 def test_rst_literal_blocks_become_fenced_code():
     text = "Structure at its flags::\n\n    conv -> BN\n      -> ReLU\n\nThen ``x`` and more."
-    assert notebooks.rst_to_markdown(text) == (
+    assert render.rst_to_markdown(text) == (
         "Structure at its flags:\n\n```text\nconv -> BN\n  -> ReLU\n```\n\nThen `x` and more.")
 
 
 def test_templates_parse_cells_and_tags():
-    cells = notebooks.parse_template(
+    cells = render.parse_template(
         "# header comment\n\n# %% [markdown]\n# # Title\n#\n# text\n\n"
         '# %% tags=["parameters"]\nquick = False\n\n# %%\nprint({{name}})\n')
     assert [(c.kind, c.source, c.tags) for c in cells] == [
         ("markdown", "# Title\n\ntext", ()), ("code", "quick = False", ("parameters",)),
         ("code", "print({{name}})", ())]
     with pytest.raises(KeyError, match="placeholder {{name}}"):
-        notebooks.fill(cells[2].source, {}, "template.py")
+        render.fill(cells[2].source, {}, "template.py")
 
 
 def test_badge_lines_link_every_notebook_on_colab():
-    lines = notebooks.badge_lines()
+    lines = render.badge_lines()
     assert len(lines) == 10
     readme = (REPO / "README.md").read_text()
     assert all(line in readme for line in lines), "README's notebook list lacks a badge line"
-    for line, name in zip(lines, notebooks.notebook_names()):
-        assert f"colab.research.google.com/github/{notebooks.REPO}/blob/" in line
+    for line, name in zip(lines, render.notebook_names()):
+        assert f"colab.research.google.com/github/{render.REPO}/blob/" in line
         assert f"notebooks/{name}.ipynb" in line
 
 
@@ -226,7 +229,7 @@ def test_a_finished_run_is_used_as_it_is(tmp_path, capsys):
 
 
 def test_uploads_become_their_loudest_second(synthetic_dir, tmp_path):
-    from kwsnb import widgets
+    from kwsnb.notebooks import widgets
     from kwsnb.data import load_clip
 
     clip = load_clip(sorted((synthetic_dir / "yes").iterdir())[0])

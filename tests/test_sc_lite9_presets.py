@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import sc_lite9  # noqa: E402
-from kwsnb import seed  # noqa: E402
+from kwsnb.models import seed  # noqa: E402
 from kwsnb.train.flags import parse_command_line  # noqa: E402
 from kwsnb.train.loop import TrainError  # noqa: E402
 

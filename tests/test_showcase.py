@@ -1,7 +1,7 @@
-"""The notebooks rendered with their results (docs/notebooks/, ``python -m kwsnb.showcase``).
+"""The notebooks rendered with their results (docs/notebooks/, ``python -m kwsnb.notebooks.showcase``).
 
 Fast tests read the committed renders: one per notebook, the same code as the source notebook
-(so a template change without ``python -m kwsnb.showcase`` fails here), real results in them
+(so a template change without ``python -m kwsnb.notebooks.showcase`` fails here), real results in them
 (pictures, the real test folder's scores, no error), and the figures the README shows. A real
 data test renders one architecture again and checks that the committed model folder is left
 as it was.
@@ -16,7 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kwsnb import notebooks, showcase
+
+from kwsnb.notebooks import render
+from kwsnb.notebooks import showcase
 from test_notebooks import outputs as _outputs  # every output of one MIME type
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,14 +30,14 @@ def _code(notebook) -> list[str]:
             and "injected-parameters" not in cell.metadata.get("tags", [])]
 
 
-@pytest.mark.parametrize("name", notebooks.notebook_names())
+@pytest.mark.parametrize("name", render.notebook_names())
 def test_each_notebook_is_rendered_with_its_results(name):
     path = RENDERED / f"{name}.ipynb"
-    assert path.is_file(), f"{path} missing: run python -m kwsnb.showcase"
+    assert path.is_file(), f"{path} missing: run python -m kwsnb.notebooks.showcase"
     rendered = nbformat.read(path, as_version=4)
     source = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
     assert _code(rendered) == _code(source), (
-        f"{path} was rendered from an older {name}.ipynb: run python -m kwsnb.showcase --only "
+        f"{path} was rendered from an older {name}.ipynb: run python -m kwsnb.notebooks.showcase --only "
         f"{name}")
     errors = [o for c in rendered.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
@@ -43,7 +45,7 @@ def test_each_notebook_is_rendered_with_its_results(name):
     assert len(_outputs(rendered, "image/png")) >= (2 if name == "compare_30k" else 6)
     markdown = "\n".join(_outputs(rendered, "text/markdown"))
     text = "".join(_outputs(rendered, "stream"))
-    if name in notebooks._architectures():
+    if name in render.architectures():
         # The committed model, not a new training run, scored on the real test folder.
         assert f"models/{name}/ holds a finished run" in text
         assert f"test set: {showcase.TEST_FOLDER} (1,625 clips)" in markdown

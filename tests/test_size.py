@@ -1,4 +1,4 @@
-"""Smaller flatbuffers (kwsnb.convert.compact_flatbuffer) and the size breakdown benchmark:
+"""Smaller flatbuffers (kwsnb.tflite.convert.compact_flatbuffer) and the size breakdown benchmark:
 the same numbers from fewer bytes, in LiteRT and in TensorFlow Lite Micro."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _committed(arch: str, name: str) -> bytes:
 
 
 def _outputs(content: bytes, feed: dict) -> dict:
-    from kwsnb.runtime import make_interpreter
+    from kwsnb.tflite.runtime import make_interpreter
 
     interpreter = make_interpreter(content)
     runner = interpreter.get_signature_runner()
@@ -30,7 +30,7 @@ def _outputs(content: bytes, feed: dict) -> dict:
 
 
 def _random_feed(content: bytes) -> dict:
-    from kwsnb.runtime import make_interpreter
+    from kwsnb.tflite.runtime import make_interpreter
 
     rng = np.random.default_rng(0)
     details = make_interpreter(content).get_signature_runner().get_input_details()
@@ -48,8 +48,8 @@ def _small_model():
 
 
 def test_compact_keeps_outputs_and_drops_unused_tensors_and_buffers():
-    from kwsnb import convert
-    from kwsnb.runtime import tflite_schema
+    from kwsnb.tflite import convert
+    from kwsnb.tflite.runtime import tflite_schema
 
     model = _small_model()
     content = convert.convert_model(model, "small", input_signature=convert.batch_one_signature(
@@ -84,7 +84,7 @@ def test_compact_keeps_outputs_and_drops_unused_tensors_and_buffers():
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_compact_committed_models_compute_the_same(name):
-    from kwsnb import convert
+    from kwsnb.tflite import convert
 
     content = _committed("tc_resnet", name)
     compact = convert.compact_flatbuffer(content)
@@ -98,7 +98,8 @@ def test_compact_committed_models_compute_the_same(name):
 def test_compact_features_int8_runs_in_tflm_as_before():
     pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                         reason="tflite-micro not installed")
-    from kwsnb import convert, micro
+    from kwsnb import micro
+    from kwsnb.tflite import convert
 
     content = _committed("inception", "tflite_features_int8")
     compact = convert.compact_flatbuffer(content)
@@ -106,7 +107,7 @@ def test_compact_features_int8_runs_in_tflm_as_before():
     assert check["runs"], check["error"]
     rng = np.random.default_rng(1)
     inputs = {k: rng.integers(-128, 128, v.shape).astype(np.int8)
-              for k, v in micro._zero_inputs(micro.TFLMRunner(compact)).items()}
+              for k, v in micro.runtime._zero_inputs(micro.TFLMRunner(compact)).items()}
     ours, theirs = micro.TFLMRunner(compact).run(inputs), micro.TFLMRunner(content).run(inputs)
     for key, value in theirs.items():
         np.testing.assert_array_equal(ours[key], value)
@@ -126,7 +127,7 @@ def test_size_breakdown_accounts_for_the_file(capsys):
 
 
 def test_int16_rows_keep_row_sums_and_steps():
-    from kwsnb import convert
+    from kwsnb.tflite import convert
     from kwsnb.features import dct_matrix
 
     matrix = dct_matrix(80, 40).T.astype(np.float32)  # FULLY_CONNECTED layout [out, in]
@@ -140,7 +141,7 @@ def test_int16_rows_keep_row_sums_and_steps():
 def _front_end_only(samples: int = 16000) -> bytes:
     import keras
 
-    from kwsnb import convert
+    from kwsnb.tflite import convert
     from kwsnb.features import MFCC
 
     audio = keras.Input((samples,), batch_size=1, name="audio")
@@ -148,8 +149,8 @@ def _front_end_only(samples: int = 16000) -> bytes:
 
 
 def test_int16_mel_weights_halve_their_bytes_and_keep_the_mfccs(real_test_dir):
-    from kwsnb import convert
-    from kwsnb.runtime import operator_names
+    from kwsnb.tflite import convert
+    from kwsnb.tflite.runtime import operator_names
 
     content = _front_end_only()
     names = convert.front_end_tensor_names(content)
@@ -181,15 +182,15 @@ def test_int16_mel_weights_halve_their_bytes_and_keep_the_mfccs(real_test_dir):
 
 @pytest.mark.parametrize("arch", ["inception", "svdf_resnet", "mobilenet_v2"])
 def test_fewer_reshapes_keeps_features_int8_outputs_bit_identical(arch, real_train_dir):
-    """kwsnb.flatbuffer: 4-D tensors between the 2-D ops, identity ops dropped; the same int8
+    """kwsnb.tflite.flatbuffer: 4-D tensors between the 2-D ops, identity ops dropped; the same int8
     logits in LiteRT (and, when installed, TFLM) for random int8 MFCCs, fewer ops and bytes.
     The converter's own features-in model (from the committed weights, calibrated on real
     clips) against the rewrite; the committed file has nothing left to rewrite."""
-    from kwsnb import convert, flatbuffer
-    from kwsnb import export as exporting
+    from kwsnb.tflite import convert, flatbuffer
+    from kwsnb.tflite import export as exporting
     from kwsnb import train as training
     from kwsnb.data import load_clip
-    from kwsnb.runtime import tflite_schema
+    from kwsnb.tflite.runtime import tflite_schema
 
     committed = _committed(arch, "tflite_features_int8")
     assert flatbuffer.fewer_reshapes(committed)[1] == 0
@@ -197,7 +198,7 @@ def test_fewer_reshapes_keeps_features_int8_outputs_bit_identical(arch, real_tra
     files = [p for word in ("yes", "no", "left", "stop")
              for p in sorted((real_train_dir / word).iterdir())[:8]]
     audio = np.stack([load_clip(path) for path in files])
-    content = exporting.convert_features_int8(model, audio)  # before kwsnb.flatbuffer
+    content = exporting.convert_features_int8(model, audio)  # before kwsnb.tflite.flatbuffer
     new = convert.compact_flatbuffer(
         flatbuffer.fewer_reshapes(flatbuffer.drop_identity_ops(content)[0])[0])
     assert flatbuffer.fewer_reshapes(new)[1] == 0  # nothing left to do
@@ -210,10 +211,8 @@ def test_fewer_reshapes_keeps_features_int8_outputs_bit_identical(arch, real_tra
     schema = tflite_schema()
     count = lambda c: len(schema.ModelT.InitFromPackedBuf(c, 0).subgraphs[0].operators)  # noqa
     assert count(new) < count(content) and len(new) < len(content)
-    try:
-        from tflite_micro.python.tflite_micro import runtime as tflm
-    except ImportError:
-        return
+    tflm = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
+                               reason="tflite-micro (the test extra) is not installed")
     (x,) = feed.values()
     results = []
     for c in (content, new):

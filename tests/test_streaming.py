@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 
 from kwsnb import models, streaming
+from kwsnb.tflite.runtime import TFLiteModel
 from kwsnb.data import load_clip
 from kwsnb.features import MFCC
 from kwsnb.layers import (FRONT_END, ClipGeometry, Mode, Stream, Timeline, clip_geometry,
@@ -164,11 +165,11 @@ def to_tflite(model: keras.Model) -> bytes:
 
 
 def check_tflite(non_stream: keras.Model, audio: np.ndarray):
-    external = streaming.StreamRunner(to_tflite(streaming.to_stream_external(non_stream)))
+    external = streaming.StreamRunner(TFLiteModel(to_tflite(streaming.to_stream_external(non_stream))))
     assert external.external_state
     check_stream(external, non_stream, audio)
 
-    internal = streaming.StreamRunner(to_tflite(streaming.to_stream_internal(non_stream)))
+    internal = streaming.StreamRunner(TFLiteModel(to_tflite(streaming.to_stream_internal(non_stream))))
     assert not internal.external_state
     if streaming.exact_on_last_second(non_stream):
         check_stream(internal, non_stream, audio)
@@ -265,3 +266,21 @@ def test_convert_refuses_a_foreign_model():
 def test_front_end_buffer_is_named_for_priming():
     stream = models.build("svdf", Mode.STREAM_EXTERNAL_STATE_INFERENCE)
     assert FRONT_END + "_state" in [tensor.name for tensor in stream.inputs]
+
+
+def test_one_state_rule_copies_equal_quantization_and_requantizes_otherwise():
+    from kwsnb.streaming import dequantize, feed_back, quantization, quantize
+
+    int8 = {"dtype": np.int8, "quantization": (0.5, -3), "shape": (1, 4)}
+    same_tflm = {"dtype": np.int8, "shape": (1, 4),  # TFLite Micro's way of saying the same
+                 "quantization_parameters": {"scales": np.array([0.5]), "zero_points": [-3]}}
+    finer = {"dtype": np.int8, "scale": 0.25, "zero_point": 0, "shape": (1, 4)}
+    values = np.array([[-128, -3, 5, 127]], np.int8)
+    assert quantization(same_tflm) == quantization(int8) == (0.5, -3)
+    assert feed_back(values, int8, same_tflm) is values  # as stored, bit for bit
+    moved = feed_back(values, int8, finer)
+    np.testing.assert_array_equal(moved, [[-128, 0, 16, 127]])  # clipped to int8 at the ends
+    np.testing.assert_allclose(dequantize(moved[:, 1:3], finer), dequantize(values[:, 1:3], int8))
+    floats = {"dtype": np.float32, "shape": (1, 4)}
+    assert feed_back(values.astype(np.float32), floats, floats).dtype == np.float32
+    np.testing.assert_array_equal(quantize(np.array([0.0]), int8), [-3])  # zero: the zero point

@@ -1,4 +1,4 @@
-"""kwsnb.sweep: a notebook over a grid of parameters (papermill), one folder per run, a summary.
+"""kwsnb.notebooks.sweep: a notebook over a grid of parameters (papermill), one folder per run, a summary.
 
 Fast tests check the grid, the plan (notebook per architecture, parameters checked against the
 notebook's parameters cell) and the summary table. The slow test sweeps the cheapest
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kwsnb import sweep
+from kwsnb.notebooks import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_summary_table_shows_what_varies_and_the_errors():
 def test_cli_errors_are_one_line(tmp_path):
     for argv, message in ((["--grid", "model=svdf"], "--out is required"),
                           (["--out", str(tmp_path), "--grid", "model=nope"], "nope.ipynb")):
-        result = subprocess.run([sys.executable, "-m", "kwsnb.sweep", *argv], cwd=REPO,
+        result = subprocess.run([sys.executable, "-m", "kwsnb.notebooks.sweep", *argv], cwd=REPO,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert message in result.stderr
@@ -101,7 +101,7 @@ def test_sweep_two_quick_runs_one_failing_then_rerun(synthetic_dir, tmp_path):
     trains, exports and reports; the other asks for a word the data does not have and fails
     without stopping the first. Run again: the finished run is skipped, the failed one retried."""
     out = tmp_path / "sweep"
-    argv = [sys.executable, "-m", "kwsnb.sweep", "--out", str(out), "--jobs", "2",
+    argv = [sys.executable, "-m", "kwsnb.notebooks.sweep", "--out", str(out), "--jobs", "2",
             "--grid", 'wanted_words=["yes,no,up,down", "yes,nosuchword"]',
             "-p", "model", "svdf", "-p", "quick", "True", "-p", "data_source", "synthetic",
             "-p", "data_dir", str(synthetic_dir), "-p", "training_steps", "10,10"]
@@ -144,7 +144,8 @@ def test_sweep_two_quick_runs_one_failing_then_rerun(synthetic_dir, tmp_path):
 
 def test_numbers_from_a_sweeps_p_reach_the_command_line_as_flags(tmp_path):
     # papermill injects `-p learning_rates 0.001` as a float: it failed inside argparse.
-    from kwsnb import notebooks, seed
+    from kwsnb import notebooks
+    from kwsnb.models import seed
     from kwsnb import train as training
 
     run = notebooks.settings(True, 300, 0.001)
@@ -176,7 +177,7 @@ def test_a_killed_sweep_takes_its_run_and_kernel_along_and_a_busy_run_is_not_sta
                                        "language": "python"}
     nbformat.write(notebook, tmp_path / "sleep.ipynb")
     out = tmp_path / "sweep"
-    argv = [sys.executable, "-m", "kwsnb.sweep", "--out", str(out), "--notebook",
+    argv = [sys.executable, "-m", "kwsnb.notebooks.sweep", "--out", str(out), "--notebook",
             str(tmp_path / "sleep.ipynb"), "--grid", "seconds=300"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -1,7 +1,7 @@
 """kwsnb.train: the seed's command lines, staged schedule, errors before training, resume, reports.
 
 Training runs on the synthetic TTS set (``synthetic_dir``); the seed's real command lines are
-parsed as written in ../shared/reference/seed_commands.md (kept in ``kwsnb.seed``).
+parsed as written in ../shared/reference/seed_commands.md (kept in ``kwsnb.models.seed``).
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kwsnb import models, seed
+from kwsnb import models
+from kwsnb.models import seed
 from kwsnb import pipeline
+from kwsnb import streaming
 from kwsnb import train as training
 from kwsnb.train import loop as training_loop
 
@@ -178,10 +180,10 @@ def test_training_writes_the_train_dir_and_a_report_with_every_format(trained_di
         if "stream" in name:
             assert 0.0 <= result["agreement"] <= 1.0, name
     # By default the front end computes the seed's MFCCs (no normalization).
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
     model, _ = training.load_trained_model(train_dir)
-    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+    front_end = streaming.mfcc_of(streaming.front_end_layer(model))
     np.testing.assert_array_equal(front_end.coefficient_scale.numpy(), 1.0)
     np.testing.assert_array_equal(front_end.coefficient_mean.numpy(), 0.0)
     # Learning happened: better than chance (1/6) on the validation split.
@@ -253,9 +255,9 @@ def test_killed_training_resumes_with_the_same_total_steps(synthetic_dir, tmp_pa
     assert flags["labels"][2:] == WORDS.split(",")
     model, _ = training.load_trained_model(train_dir, training.LAST_WEIGHTS)  # the final weights load
     # The front end's normalization, set before the killed run, came back with the backup.
-    from kwsnb import export as exporting
+    from kwsnb.tflite import export as exporting
 
-    front_end = exporting.mfcc_of(exporting.front_end_layer(model))
+    front_end = streaming.mfcc_of(streaming.front_end_layer(model))
     assert front_end.coefficient_scale.numpy()[0] < 0.5
     assert np.abs(front_end.coefficient_mean.numpy()).max() > 1.0
 
@@ -304,6 +306,7 @@ def test_multiworker_chief_writes_the_train_dir_and_the_others_their_own(monkeyp
 _REPLICA_SCRIPT = """
 import json, sys
 import numpy as np
+from kwsnb import streaming
 from kwsnb import train as training
 
 argv, out = json.loads(sys.argv[1]), sys.argv[2]
@@ -359,6 +362,7 @@ def test_two_mirrored_replicas_train_as_one_device(synthetic_dir, tmp_path, mode
 
 _WORKER_SCRIPT = """
 import json, sys
+from kwsnb import streaming
 from kwsnb import train as training
 
 flags = training.train(training.parse_command_line(json.loads(sys.argv[1])))
@@ -668,3 +672,16 @@ def test_sample_rate_and_clip_duration_reach_the_model(tmp_path):
     argv = quick_argv(tmp_path / "no_data", tmp_path / "run", extra=["--sample_rate", "8000"])
     with pytest.raises(training.TrainError, match="mel_upper_edge_hertz.*Nyquist.*8000"):
         pipeline.run(argv)  # refused before any data is read
+
+
+def test_train_command_exits_non_zero_when_a_format_failed(monkeypatch, capsys):
+    """python -m kwsnb.train used to print the report and exit 0 after a failed export."""
+    report = {"model": "svdf", "params": 1, "labels": ["a"], "test_set": {"name": "t", "clips": 1},
+              "measurement": {"latency": "", "machine": "", "created": ""},
+              "formats": {"keras": {"accuracy": 1.0, "size_bytes": 4, "latency_ms": None},
+                          "tflite_int8": {"error": "the converter refused"}}}
+    monkeypatch.setattr(pipeline, "run", lambda argv: ({}, [report]))
+    assert pipeline.main(["svdf"]) == 1
+    assert "error: tflite_int8: the converter refused" in capsys.readouterr().err
+    report["formats"].pop("tflite_int8")
+    assert pipeline.main(["svdf"]) == 0

@@ -12,7 +12,6 @@ from kwsnb.features.mfcc import (
     LOG_FLOOR,
     MFCC,
     PACKET_SAMPLES,
-    SPLIT_DCT,
     compact_filterbank,
     dct_matrix,
     fft_length,
@@ -28,7 +27,7 @@ from kwsnb.features.mfcc import (
 
 __all__ = [
     "FEATURE_DEFAULTS", "FRAME_SAMPLES", "LOG_FLOOR", "MFCC", "PACKET_SAMPLES",
-    "SPLIT_DCT", "compact_filterbank", "dct_matrix", "fft_length", "frame_samples", "hz_to_mel",
+    "compact_filterbank", "dct_matrix", "fft_length", "frame_samples", "hz_to_mel",
     "mel_weight_matrix", "num_frames",
     "packet_samples", "reference", "spectrogram_bin_range", "split_dct",
     "validate_feature_flags",

@@ -42,7 +42,7 @@ filterbank 7.8 KB, DCT 12.8 KB, or 6.4 KB split; float32, because float16 weight
 errors of ~1e-4 of the log-mel values), against 168 KB with the dense filterbank, at the same
 accuracy and latency (measured: MFCC error against the reference unchanged at float32 rounding
 level). The int8 TFLite formats store the mel weights as int16 with a DEQUANTIZE (run once per
-interpreter): 1.9 KB less, MFCC error unchanged (``kwsnb.convert.int16_front_end_constants``,
+interpreter): 1.9 KB less, MFCC error unchanged (``kwsnb.tflite.convert.int16_front_end_constants``,
 which also says why the DCT and window stay float32).
 
 Frames are independent, so the layer streams exactly: one ``frame_samples`` window (the previous

@@ -7,6 +7,7 @@
 ``SVDF``            kws_streaming's SVDF layer
 ``ModelBuilder``    writes an architecture once for all modes (front end, states, model)
 ``reset_states``    zeroes the ring buffers of an internal-state streaming model
+``blocks``          batch normalization + activation, the classification head (dropout, logits)
 
 docs/streaming.md explains how to write an architecture with these.
 """

@@ -49,6 +49,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
+from kwsnb.layers.blocks import batch_norm_activation, classification_head
 from kwsnb.models.flags import Flags
 
 FLAGS = {
@@ -99,8 +100,7 @@ def build_model(flags: dict, mode) -> keras.Model:
         else:
             x, t = b.stream(layers.Conv1D(filters, kernel_size, use_bias=False, name=name),
                             x, t, flag=flag)
-        x = layers.BatchNormalization(scale=bn_scale, name=f"{name}_bn")(x)
-        return layers.Activation("relu", name=f"{name}_relu")(x), t
+        return batch_norm_activation(x, name, scale=bn_scale), t
 
     def max_pool(x, t, stride, name, flag):
         if stride == 1:
@@ -130,6 +130,5 @@ def build_model(flags: dict, mode) -> keras.Model:
         x, t = max_pool(x, t, stride, f"{block}_pool", "cnn_strides")
 
     x = b.global_average(x, t, name="average")
-    x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(flags["label_count"], name="logits")(x)
+    logits = classification_head(x, flags["label_count"], dropout)
     return b.model(logits, name="inception")

@@ -48,6 +48,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
+from kwsnb.layers.blocks import classification_head
 from kwsnb.models.flags import Flags
 
 FLAGS = {
@@ -140,6 +141,5 @@ def build_model(flags: dict, mode) -> keras.Model:
         x, t = max_pool(x, t, stride, f"{block}_pool", "cnn2_strides")
 
     x = b.global_average(x, t, name="average")
-    x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(flags["label_count"], name="logits")(x)
+    logits = classification_head(x, flags["label_count"], dropout)
     return b.model(logits, name="inception_resnet")

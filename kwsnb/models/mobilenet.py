@@ -32,6 +32,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
+from kwsnb.layers.blocks import batch_norm_activation, classification_head
 from kwsnb.models.flags import Flags
 
 FLAGS = {
@@ -70,21 +71,17 @@ def build_model(flags: dict, mode) -> keras.Model:
     x, t = b.stream(layers.Conv1D(f.int("cnn1_filters"), f.time_size("cnn1_kernel_size"),
                                   strides=f.time_stride("cnn1_strides"), use_bias=False,
                                   name="conv_0"), x, t, flag="cnn1_kernel_size / cnn1_strides")
-    x = layers.BatchNormalization(scale=bn_scale, name="conv_0_bn")(x)
-    x = layers.ReLU(6.0, name="conv_0_relu")(x)
+    x = batch_norm_activation(x, "conv_0", scale=bn_scale, activation="relu6")
 
     for i, (kernel_size, stride, width) in enumerate(zip(kernel_sizes, strides, filters), 1):
         x, t = b.stream(layers.DepthwiseConv1D(kernel_size, strides=stride, use_bias=False,
                                                name=f"block_{i}_depthwise"), x, t,
                         flag="ds_kernel_size / ds_strides")
-        x = layers.BatchNormalization(scale=bn_scale, name=f"block_{i}_depthwise_bn")(x)
-        x = layers.ReLU(6.0, name=f"block_{i}_depthwise_relu")(x)
+        x = batch_norm_activation(x, f"block_{i}_depthwise", scale=bn_scale, activation="relu6")
         # The 1x1 convolution works on each step: a Dense layer, as in any streaming mode.
         x = layers.Dense(width, use_bias=False, name=f"block_{i}_pointwise")(x)
-        x = layers.BatchNormalization(scale=bn_scale, name=f"block_{i}_pointwise_bn")(x)
-        x = layers.ReLU(6.0, name=f"block_{i}_pointwise_relu")(x)
+        x = batch_norm_activation(x, f"block_{i}_pointwise", scale=bn_scale, activation="relu6")
 
     x = b.global_average(x, t, name="average")
-    x = layers.Dropout(f.rate("dropout"), name="dropout")(x)
-    logits = layers.Dense(flags["label_count"], name="logits")(x)
+    logits = classification_head(x, flags["label_count"], f.rate("dropout"))
     return b.model(logits, name="mobilenet")

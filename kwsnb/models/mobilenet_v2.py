@@ -37,6 +37,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
+from kwsnb.layers.blocks import batch_norm_activation, classification_head
 from kwsnb.models.flags import Flags
 
 FLAGS = {
@@ -81,8 +82,7 @@ def build_model(flags: dict, mode) -> keras.Model:
     x, t = b.stream(layers.Conv1D(f.int("cnn1_filters"), f.time_size("cnn1_kernel_size"),
                                   strides=f.time_stride("cnn1_strides"), use_bias=False,
                                   name="conv_0"), x, t, flag="cnn1_kernel_size / cnn1_strides")
-    x = layers.BatchNormalization(scale=bn_scale, name="conv_0_bn")(x)
-    x = layers.ReLU(6.0, name="conv_0_relu")(x)
+    x = batch_norm_activation(x, "conv_0", scale=bn_scale, activation="relu6")
     width = f.int("cnn1_filters")
 
     blocks = zip(kernel_sizes, strides, filters, expansions)
@@ -95,13 +95,11 @@ def build_model(flags: dict, mode) -> keras.Model:
                                             f"{expanded}; use a larger expansion")
         # 1x1 convolutions work on each step: Dense layers, as in any streaming mode.
         x = layers.Dense(expanded, use_bias=False, name=f"block_{i}_expand")(x)
-        x = layers.BatchNormalization(scale=bn_scale, name=f"block_{i}_expand_bn")(x)
-        x = layers.ReLU(6.0, name=f"block_{i}_expand_relu")(x)
+        x = batch_norm_activation(x, f"block_{i}_expand", scale=bn_scale, activation="relu6")
         x, t = b.stream(layers.DepthwiseConv1D(kernel_size, strides=stride, use_bias=False,
                                                name=f"block_{i}_depthwise"), x, t,
                         flag="ds_kernel_size / cnn_strides")
-        x = layers.BatchNormalization(scale=bn_scale, name=f"block_{i}_depthwise_bn")(x)
-        x = layers.ReLU(6.0, name=f"block_{i}_depthwise_relu")(x)
+        x = batch_norm_activation(x, f"block_{i}_depthwise", scale=bn_scale, activation="relu6")
         x = layers.Dense(out_width, use_bias=False, name=f"block_{i}_project")(x)
         # Linear bottleneck; the seed builds this BatchNormalization with Keras' default scale.
         x = layers.BatchNormalization(name=f"block_{i}_project_bn")(x)
@@ -111,6 +109,5 @@ def build_model(flags: dict, mode) -> keras.Model:
         width = out_width
 
     x = b.global_average(x, t, name="average")
-    x = layers.Dropout(f.rate("dropout"), name="dropout")(x)
-    logits = layers.Dense(flags["label_count"], name="logits")(x)
+    logits = classification_head(x, flags["label_count"], f.rate("dropout"))
     return b.model(logits, name="mobilenet_v2")

@@ -44,6 +44,7 @@ import keras
 from keras import layers
 
 from kwsnb.layers import ModelBuilder
+from kwsnb.layers.blocks import batch_norm_activation
 from kwsnb.models.flags import Flags
 
 FLAGS = {
@@ -108,8 +109,7 @@ def build_model(flags: dict, mode) -> keras.Model:
     for j, (kernel_size, filters) in enumerate(zip(stem_kernels, stem_filters)):
         x, t = b.stream(layers.Conv1D(filters, kernel_size, use_bias=False, name=f"conv_{j}"),
                         x, t, flag="cnn1_kernel_size")
-        x = layers.BatchNormalization(scale=bn_scale, name=f"conv_{j}_bn")(x)
-        x = layers.Activation("relu", name=f"conv_{j}_relu")(x)
+        x = batch_norm_activation(x, f"conv_{j}", scale=bn_scale)
     x, t = max_pool(x, t, 1)
 
     for n, kernels, filters in blocks:
@@ -140,7 +140,6 @@ def build_model(flags: dict, mode) -> keras.Model:
     x = layers.Dropout(dropout, name="dropout")(x)
     for i, units in enumerate(units2):
         x = layers.Dense(units, use_bias=False, name=f"dense_{i}")(x)
-        x = layers.BatchNormalization(scale=bn_scale, name=f"dense_{i}_bn")(x)
-        x = layers.Activation("relu", name=f"dense_{i}_relu")(x)
+        x = batch_norm_activation(x, f"dense_{i}", scale=bn_scale)
     logits = layers.Dense(flags["label_count"], name="logits")(x)
     return b.model(logits, name="xception")

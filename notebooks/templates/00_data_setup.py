@@ -1,5 +1,5 @@
 # Template of notebooks/00_data_setup.ipynb: `python -m kwsnb.notebooks` renders it (see
-# kwsnb/notebooks.py). Edit this file, not the notebook.
+# kwsnb/notebooks/). Edit this file, not the notebook.
 
 # %% [markdown]
 # # Keyword-spotting data: get it, look at it, listen to it
@@ -58,7 +58,8 @@ quick = False  # True: a small synthetic set (16 words x 12 speakers) when data_
 # %%
 import numpy as np
 
-from kwsnb import data, notebooks, plots, widgets
+from kwsnb import data, notebooks
+from kwsnb.notebooks import plots, widgets
 
 # %%
 data_dir = notebooks.prepare_data(data_source, data_dir, quick=quick)

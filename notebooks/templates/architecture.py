@@ -1,6 +1,6 @@
 # Template of the eight architecture notebooks: `python -m kwsnb.notebooks` renders it into
 # notebooks/<architecture>.ipynb with the {{placeholders}} filled in from the model module's
-# docstring and CHANGES and from kwsnb.seed (see kwsnb/notebooks.py). Edit this file, not the
+# docstring and CHANGES and from kwsnb.models.seed (see kwsnb/notebooks/). Edit this file, not the
 # notebooks.
 
 # %% [markdown]
@@ -51,7 +51,7 @@ wanted_words = None  # None: the seed's ten keywords, plus _silence_ and _unknow
 test_dir = None  # also score on a folder in the official test-set layout
 test_exclude = ""  # its label folders to leave out, e.g. "go,on,off"
 quick = False  # True: the few-minute preset (kwsnb.notebooks.QUICK)
-recipe = "seed"  # "sc_lite9": the flags and 8,000 steps of docs/results_sc_lite9.md (kwsnb.seed.sc_lite9_recipe)
+recipe = "seed"  # "sc_lite9": the flags and 8,000 steps of docs/results_sc_lite9.md (kwsnb.models.seed.sc_lite9_recipe)
 distribute = "none"  # "mirrored" (all GPUs), "tpu" (a TPU TensorFlow sees; not Colab's TPU runtime, which has no TensorFlow): README "More hardware"
 
 # %%
@@ -61,8 +61,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Audio, Markdown
 
-from kwsnb import detect, evaluate, micro, models, notebooks, plots, seed, stack, streaming, widgets
-from kwsnb.long_audio import make_long_recording
+from kwsnb import evaluate, micro, models, notebooks, streaming
+from kwsnb.evaluate import detect
+from kwsnb.models import seed
+from kwsnb.notebooks import plots, widgets
+from kwsnb.tflite import stack
+from kwsnb.data.long_audio import make_long_recording
 from kwsnb import train as training
 
 MODEL = "{{name}}"
@@ -95,7 +99,7 @@ plots.parameters_per_layer(model);
 # %% [markdown]
 # ## The seed's recipe
 #
-# The seed's command line for {{name}} ({{seed_source}}), as `kwsnb.seed.seed_command` runs it
+# The seed's command line for {{name}} ({{seed_source}}), as `kwsnb.models.seed.seed_command` runs it
 # with `python -m kwsnb.train` (the module name is the only difference):
 #
 # ```bash

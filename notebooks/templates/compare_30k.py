@@ -1,5 +1,5 @@
 # Template of notebooks/compare_30k.ipynb: `python -m kwsnb.notebooks` renders it (see
-# kwsnb/notebooks.py). Edit this file, not the notebook.
+# kwsnb/notebooks/). Edit this file, not the notebook.
 
 # %% [markdown]
 # # The eight ~30k-parameter models, side by side
@@ -38,9 +38,9 @@ report_name = "report.json"  # or report_<test folder>.json for runs scored with
 # %%
 from IPython.display import Markdown
 
-from kwsnb import plots
+from kwsnb.notebooks import comparison
 
-rows = plots.comparison_rows(models_dir, report_name)
+rows = comparison.comparison_rows(models_dir, report_name)
 Markdown(f"Found {len(rows)} report(s) under `{models_dir}`: "
          + (", ".join(f"{row['model']} ({row['steps']} steps)" for row in rows) or "none yet — "
             "run the architecture notebooks first"))
@@ -53,7 +53,7 @@ Markdown(f"Found {len(rows)} report(s) under `{models_dir}`: "
 # int8) and per 20 ms packet of the float streaming model. Then the seed's published figures.
 
 # %%
-plots.comparison_table(rows)
+comparison.comparison_table(rows)
 
 # %% [markdown]
 # ## Accuracy against cost
@@ -63,10 +63,10 @@ plots.comparison_table(rows)
 # better.
 
 # %% tags=["figure:comparison"]
-plots.comparison_charts(rows);
+comparison.comparison_charts(rows);
 
 # %%
-plots.comparison_bars(rows);
+comparison.comparison_bars(rows);
 
 # %% [markdown]
 # ## What kwsnb changed so that all eight stream
@@ -76,4 +76,4 @@ plots.comparison_bars(rows);
 # their cost):
 
 # %%
-plots.changes_table()
+comparison.changes_table()

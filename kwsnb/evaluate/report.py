@@ -1,266 +1,44 @@
-"""Accuracy, size and latency of every exported format; ``report.json`` and a text summary.
-
-Command line::
-
-    python -m kwsnb.evaluate TRAIN_DIR [--test_dir DIR] [--exclude go,on,off] [--json]
-                                       [--formats keras,tflite_float,...] [--stream_clips N]
-                                       [--reexport]
-
-Without ``--test_dir`` the model is scored on the testing split of its own data set
-(``flags.json``'s ``data_dir``) and the report goes to ``TRAIN_DIR/report.json``; with it, on a
-folder in the official test-set layout (``_silence_/``, ``_unknown_/``, one folder per word) and
-the report goes to ``TRAIN_DIR/report_<folder name>.json``. A ``.txt`` summary is written next to
-each. Missing formats are exported first (into ``TRAIN_DIR/<format>/``, see ``kwsnb.export``), as
-are formats older than the best weights.
-
-What is measured:
-
-* **accuracy** - share of clips whose argmax matches the label. Non-stream TFLite models run one
-  clip per call (batch 1), as the seed's ``test.py`` does. ``tflite_features_int8`` gets its
-  MFCCs from the model's float front end, quantized with the model's input scale and zero point.
-* **stream formats** - the seed's ``reset1`` protocol: states zeroed per clip, all 50 packets
-  of the clip fed (20 ms each), the prediction read after the last packet. The first frame is
-  then half zeros (the audio ring buffer starts empty): models with valid padding never see it,
-  causal ones (svdf_resnet) see it where the non-stream model sees zero padding, so their
-  agreement can be slightly below 100%. ``prime_audio_state=True`` starts external-state models
-  with the clip's first packet in the audio buffer instead (the stream then sees exactly the
-  non-stream frames). ``agreement`` is the share of clips whose stream prediction equals the
-  non-stream model's of the same precision (``agreement_with``); external-state formats also
-  report ``agreement_primed``, the same measure on primed streams. Stream formats run on
-  ``stream_clips`` clips drawn at random (every clip when None), recorded as ``clips``.
-* **size_bytes** - the .tflite file; for ``keras`` the float32 weights.
-* **latency_ms** - median of ``latency_runs`` single-threaded ``invoke()`` calls of LiteRT's
-  interpreter after a warm-up, on a real clip (one packet for stream formats: per-packet
-  latency). Not measured for ``keras`` (TensorFlow's eager overhead, not the model, would
-  dominate; ``null`` in the report).
-"""
+"""A train_dir's report: the formats older than its best weights exported again (one at a time,
+staged, so a kill never leaves a cut model in use), every format scored
+(``kwsnb.evaluate.formats``), ``report.json`` and ``report.txt`` written, what was not measured
+this time kept from the previous report."""
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 
-from kwsnb import convert, streaming
-from kwsnb import export as exporting
-from kwsnb.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel, check_io,
-                           predict_non_stream, predict_stream_external, predict_stream_internal,
-                           read_tflite)
+from kwsnb.evaluate.formats import (ALL_FORMATS, DEFAULT_STREAM_CLIPS, KERAS, STREAM_FAMILY,
+                                    EvaluationError, _check_counts, _check_io, evaluate_formats)
+from kwsnb.tflite import convert
+from kwsnb.tflite import export as exporting
+from kwsnb.tflite.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
+                                  read_tflite)
 
 REPORT_NAME = "report"
-KERAS = "keras"
-ALL_FORMATS = (KERAS,) + exporting.FORMATS
-# Stream format -> the non-stream format of the same precision (for ``agreement``).
-STREAM_FAMILY = {
-    "tflite_stream_external_float": "tflite_float",
-    "tflite_stream_external_int8": "tflite_int8",
-    "tflite_stream_internal_float": "tflite_float",
-}
-# Formats meant for microcontrollers: the report says whether TFLite Micro runs them.
-TFLM_FORMATS = ("tflite_features_int8",)
-DEFAULT_STREAM_CLIPS = 1000  # as the seed's TF streaming checks; None = every clip
 
 
-class EvaluationError(RuntimeError):
-    """A train_dir, test folder or option that cannot be evaluated, explained for the user."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Running TFLite models
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluating formats
-# ---------------------------------------------------------------------------------------------
-
-def keras_weight_bytes(model) -> int:
-    """Bytes of the model's weights (float32 as trained)."""
-    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.weights))
-
-
-def stream_subset(count: int, stream_clips: int | None, seed: int = 0) -> np.ndarray:
-    """Indices of the clips the stream formats run on: all, or a reproducible random subset
-    (test sets are sorted by label, so the first N would miss labels)."""
-    if stream_clips is None or stream_clips >= count:
-        return np.arange(count)
-    return np.sort(np.random.default_rng(seed).choice(count, stream_clips, replace=False))
-
-
-def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
-                     tflite_paths: dict[str, Path], formats: Iterable[str] = ALL_FORMATS,
-                     stream_clips: int | None = DEFAULT_STREAM_CLIPS,
-                     latency_runs: int = LATENCY_RUNS, prime_audio_state: bool = False,
-                     progress: bool = False) -> dict[str, dict]:
-    """Accuracy, size and latency of each format on (audio [N, samples], labels [N]).
-
-    ``model`` is the Keras non-stream model (for ``keras`` and for the float front end that
-    feeds ``tflite_features_int8``); ``tflite_paths`` maps format names to .tflite files
-    (``kwsnb.export.export``'s result). Returns {format: entry} (see the module docstring).
-    """
-    formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in ALL_FORMATS]
-    if unknown:
-        raise EvaluationError(f"unknown format(s) {unknown}; choose from {list(ALL_FORMATS)}")
-    _check_counts(stream_clips, latency_runs)
-    missing = [f for f in formats if f != KERAS and f not in tflite_paths]
-    if missing:
-        raise EvaluationError(f"no .tflite file given for {missing}")
-    audio = np.asarray(audio, np.float32)
-    labels = np.asarray(labels)
-    if len(audio) != len(labels) or not len(audio):
-        raise EvaluationError(f"need clips and labels of the same nonzero length, got "
-                              f"{len(audio)} clips and {len(labels)} labels")
-    subset = stream_subset(len(audio), stream_clips)
-    predictions: dict[str, np.ndarray] = {}  # format -> argmax on all clips (non-stream)
-    results: dict[str, dict] = {}
-    cached_features = []
-
-    def features() -> np.ndarray:
-        """MFCCs of every clip from the model's float front end (tflite_features_int8's input)."""
-        if not cached_features:
-            front_end, _ = streaming.split_front_end(model)
-            cached_features.append(convert.predict_batches(front_end, audio))
-        return cached_features[0]
-
-    def non_stream_predictions(name: str) -> np.ndarray:
-        if name not in predictions:
-            if name == KERAS:
-                predictions[name] = convert.predict_batches(model, audio).argmax(-1)
-            else:
-                inputs = features() if name == "tflite_features_int8" else audio
-                predictions[name] = predict_non_stream(load(name), inputs, progress).argmax(-1)
-        return predictions[name]
-
-    loaded: dict[str, TFLiteModel] = {}
-
-    classes = int(model.outputs[0].shape[-1])
-
-    def load(name: str) -> TFLiteModel:
-        if name not in loaded:
-            loaded[name] = TFLiteModel(read_tflite(tflite_paths[name]), name)
-            _check_io(loaded[name], name, tflite_paths[name], classes, audio.shape[1])
-        return loaded[name]
-
-    for name in formats:
-        if name == KERAS:
-            predicted = non_stream_predictions(KERAS)
-            results[name] = {"accuracy": float(np.mean(predicted == labels)),
-                             "size_bytes": keras_weight_bytes(model), "latency_ms": None,
-                             "clips": int(len(labels))}
-            continue
-        runner = load(name)
-        entry = {"size_bytes": Path(tflite_paths[name]).stat().st_size}
-        metadata_path = Path(tflite_paths[name]).parent / exporting.METADATA_FILE
-        if metadata_path.is_file():
-            entry["front_end_bytes"] = _metadata(tflite_paths[name]).get("front_end_bytes")
-        if name in TFLM_FORMATS:
-            entry["tflm"] = _tflm_entry(tflite_paths[name])
-        if name in exporting.STREAM_FORMATS:
-            metadata = _metadata(tflite_paths[name])
-            family = STREAM_FAMILY[name]
-            if family not in tflite_paths:
-                family = KERAS
-            reference = non_stream_predictions(family)[subset]
-            if name.startswith("tflite_stream_external"):
-                logits = predict_stream_external(runner, audio[subset], metadata,
-                                                 prime_audio_state, progress)
-                entry["primed"] = bool(prime_audio_state and metadata.get("audio_state"))
-                if metadata.get("audio_state") and not prime_audio_state:
-                    # The same audio as the non-stream model sees (no half-zero first frame):
-                    # what separates precision effects from the reset protocol's.
-                    primed = predict_stream_external(runner, audio[subset], metadata, True,
-                                                     progress).argmax(-1)
-                    entry["agreement_primed"] = float(np.mean(primed == reference))
-            else:
-                logits = predict_stream_internal(runner, audio[subset], progress)
-            predicted = logits.argmax(-1)
-            entry.update(accuracy=float(np.mean(predicted == labels[subset])),
-                         agreement=float(np.mean(predicted == reference)),
-                         agreement_with=family, clips=int(len(subset)),
-                         packets_per_clip=int(audio.shape[1] // metadata["packet_samples"]),
-                         latency_per="packet")
-            _set_stream_inputs(runner, audio[0], metadata)
-        else:
-            predicted = non_stream_predictions(name)
-            entry.update(accuracy=float(np.mean(predicted == labels)), clips=int(len(labels)),
-                         latency_per="clip")
-            if name == "tflite_features_int8":
-                details = runner.inputs[runner.input_name]
-                scale, zero_point = details["quantization"]
-                entry["input_scale"], entry["input_zero_point"] = float(scale), int(zero_point)
-                runner.set(runner.input_name, features()[:1])
-            else:
-                runner.set(runner.input_name, audio[:1])
-        entry["latency_ms"] = runner.latency_ms(latency_runs) if latency_runs else None
-        results[name] = {key: entry[key] for key in ("accuracy", "size_bytes", "latency_ms")} | entry
-    return results
-
-
-def _check_counts(stream_clips: int | None, latency_runs: int) -> None:
-    if stream_clips is not None and (int(stream_clips) != stream_clips or stream_clips < 1):
-        raise EvaluationError(f"--stream_clips must be a positive number of clips (0 on the "
-                              f"command line: all), got {stream_clips}")
-    if int(latency_runs) != latency_runs or latency_runs < 0:
-        raise EvaluationError(f"--latency_runs must be 0 (no latency) or more, got {latency_runs}")
-
-
-def _set_stream_inputs(runner: TFLiteModel, clip: np.ndarray, metadata: dict) -> None:
-    """Inputs for timing one packet: a real packet and (external state) zero states."""
-    packet_name = metadata.get("packet_input", runner.input_name)
-    packet_samples = int(runner.inputs[packet_name]["shape"][-1])
-    runner.set(packet_name, clip[np.newaxis, :packet_samples])
-    for state in metadata.get("states", []):
-        runner.set(state["input"], np.zeros(runner.inputs[state["input"]]["shape"], np.float32))
-
-
-def _check_io(runner: TFLiteModel, name: str, path: Path, classes: int, clip_samples: int):
-    logits = _metadata(Path(path)).get("logits_output") if "stream_external" in name else None
-    check_io(runner, path, classes, logits_output=logits,
-             clip_samples=None if name in ("tflite_features_int8", *exporting.STREAM_FORMATS)
-             else clip_samples)
-
-
-def _tflm_entry(tflite_path: Path) -> dict:
-    """Does the model run in TensorFlow Lite Micro's interpreter, and in how much arena (the
-    smallest that loads and runs, ``kwsnb.micro.tflm_check``)? Never raises."""
-    import importlib.util
-
-    from kwsnb import micro
-
-    if importlib.util.find_spec("tflite_micro") is None:
-        return {"runs": None, "arena_bytes": None,
-                "error": "not checked: pip install tflite-micro (TFLite Micro's interpreter)"}
-    found = micro.tflm_check(Path(tflite_path))
-    return {"runs": found["runs"],
-            "arena_bytes": found.get("arena_min_bytes") or found.get("arena_bytes"),
-            "error": found.get("error")}
-
-
-def _metadata(tflite_path: Path) -> dict:
-    path = Path(tflite_path).parent / exporting.METADATA_FILE
-    if not path.is_file():
-        raise EvaluationError(f"{path} not found: it describes the stream model's states; export "
-                              f"the format again: python -m kwsnb.evaluate {path.parent.parent} "
-                              "--reexport")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise EvaluationError(f"{path} is not valid JSON ({error}); export the format again: "
-                              f"python -m kwsnb.evaluate {path.parent.parent} --reexport") from None
-
+def failures(report: dict) -> dict[str, str]:
+    """{format: why} for every format of ``report`` that failed: its export or scoring (an
+    ``error`` entry), or TFLite Micro's check of a microcontroller format (``tflm.runs`` False;
+    not checked, ``runs`` None, is no failure). A command that wrote such a report exits
+    non-zero."""
+    found = {}
+    for name, entry in report.get("formats", {}).items():
+        if entry.get("error"):
+            found[name] = entry["error"]
+        elif (entry.get("tflm") or {}).get("runs") is False:
+            found[name] = f"TFLite Micro cannot run it: {entry['tflm'].get('error')}"
+    return found
 
 # ---------------------------------------------------------------------------------------------
 # Reports
@@ -420,7 +198,7 @@ def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clip
     tflite_formats = [f for f in formats if f != KERAS]
     needed = set(tflite_formats) | {STREAM_FAMILY[f] for f in tflite_formats if f in STREAM_FAMILY}
     weights_path = train_dir / training.BEST_WEIGHTS
-    weights = _digest(weights_path)
+    weights = exporting.weights_digest(weights_path)
     paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
     to_export = [f for f, path in paths.items()
                  if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
@@ -471,7 +249,7 @@ def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clip
     errors, stream_models = {}, {}
     if to_export:
         calibrated = [f for f in to_export if f in exporting.INT8_FORMATS]
-        representative = _representative_audio(training_data()) if calibrated else None
+        representative = convert.representative_audio(training_data()) if calibrated else None
         for name in to_export:  # one at a time: a format that fails is reported, not fatal
             try:
                 if name in exporting.STREAM_FORMATS and not stream_models:
@@ -541,7 +319,7 @@ def _export_format(model, train_dir: Path, name: str, representative, labels, st
     try:
         exporting.export(model, staging, representative, labels, formats=[name],
                          stream_models=stream_models or None)
-        _record_weights(staging / name, weights_digest)
+        exporting.record_weights(staging / name, weights_digest)
         folder = train_dir / name
         folder.mkdir(exist_ok=True)
         marker = folder / EXPORTING_MARKER
@@ -554,10 +332,6 @@ def _export_format(model, train_dir: Path, name: str, representative, labels, st
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _stale(path: Path, weights_digest: str, weights_time: float) -> bool:
     """A format needs exporting when its folder is missing or it was exported from other
     weights. The weights' digest recorded at export decides (a fresh clone gives every file the
@@ -567,20 +341,10 @@ def _stale(path: Path, weights_digest: str, weights_time: float) -> bool:
         return True  # never exported, or a kill cut its export short
     if not path.is_file():
         return False
-    try:
-        recorded = json.loads((path.parent / exporting.METADATA_FILE).read_text())
-        recorded = recorded.get("weights_sha256")
-    except (OSError, ValueError):
-        recorded = None
+    recorded = exporting.recorded_weights(path.parent)
     if recorded is None:
         return path.stat().st_mtime < weights_time
     return recorded != weights_digest
-
-
-def _record_weights(format_dir: Path, weights_digest: str) -> None:
-    metadata = format_dir / exporting.METADATA_FILE
-    content = json.loads(metadata.read_text()) if metadata.is_file() else {}
-    metadata.write_text(json.dumps({**content, "weights_sha256": weights_digest}, indent=2))
 
 
 def _streaming_models(model) -> dict:
@@ -590,61 +354,3 @@ def _streaming_models(model) -> dict:
         raise ExportError(f"cannot build the streaming models: {error}") from None
 
 
-def _representative_audio(dataset, count: int = convert.REPRESENTATIVE_CLIPS) -> np.ndarray:
-    """``count`` unaugmented training clips in a seeded random order."""
-    batch = dataset.dataset("training", batch_size=count, augment=False, shuffle=True,
-                            repeat=False, seed=0)
-    audio, _ = next(iter(batch))
-    return audio.numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m kwsnb.evaluate",
-        description="Export a trained kwsnb model to every TFLite format and report accuracy, "
-                    "size and latency of each (TRAIN_DIR/report.json and report.txt).")
-    parser.add_argument("train_dir", help="a folder written by `python -m kwsnb.train`")
-    parser.add_argument("--test_dir", help="a folder in the official test-set layout "
-                        "(_silence_, _unknown_, one folder per word) instead of the testing split")
-    parser.add_argument("--exclude", default="", help="comma-separated label folders of "
-                        "--test_dir to leave out, e.g. go,on,off")
-    parser.add_argument("--formats", default=",".join(ALL_FORMATS),
-                        help="comma-separated formats to evaluate [all]")
-    parser.add_argument("--stream_clips", type=int, default=DEFAULT_STREAM_CLIPS,
-                        help="clips the stream formats run on (0: all) [%(default)s]")
-    parser.add_argument("--latency_runs", type=int, default=LATENCY_RUNS,
-                        help="invocations per latency median (0: skip) [%(default)s]")
-    parser.add_argument("--reexport", action="store_true",
-                        help="export every format again even if its .tflite exists")
-    parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON on standard output (the table goes to "
-                             "standard error)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    try:
-        report = evaluate_train_dir(
-            args.train_dir, test_dir=args.test_dir, exclude=args.exclude.split(","),
-            formats=formats, stream_clips=args.stream_clips or None, reexport=args.reexport,
-            latency_runs=args.latency_runs, progress=sys.stderr.isatty())
-    except (EvaluationError, ExportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    text = format_report(report)
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(report, indent=2))
-    else:
-        print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

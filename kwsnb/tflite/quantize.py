@@ -25,8 +25,8 @@ other graphs before they are quantized:
    them and its input's key.
    A concatenation of branches (inception) keeps the reference range of the joined tensor.
 4. ``quantize_calibrated``: ``mlir_quantize``, as the debugger calls it, with the front end
-   denylisted (it stays float in every format, see ``kwsnb.export``).
-5. ``repair_float_islands``: in streaming graphs ``mlir_quantize`` (TF 2.21) leaves float some
+   denylisted (it stays float in every format, see ``kwsnb.tflite.export``).
+5. ``repair_float_islands`` (``kwsnb.tflite.float_islands``): in streaming graphs ``mlir_quantize`` (TF 2.21) leaves float some
    ops that read a tensor also feeding a ring buffer (tc_resnet's strided 1x1 shortcut
    convolutions, xception's shortcut Dense layers): DEQUANTIZE, float kernel with float
    weights, QUANTIZE. Those ops are made int8 with the non-stream op's int8 weights, bias and
@@ -52,16 +52,18 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from kwsnb import convert, runtime, stack, streaming
-from kwsnb.flatbuffer import unfuse_computed_bias
-from kwsnb.runtime import ExportError
+from kwsnb import streaming
+from kwsnb.streaming import FEATURES_INPUT
+from kwsnb.tflite import convert, runtime, stack
+from kwsnb.tflite.flatbuffer import Graph, tensor_keys, unfuse_computed_bias
+from kwsnb.tflite.float_islands import repair_float_islands
+from kwsnb.tflite.runtime import ExportError
 
 # Ops that move values without changing them: their outputs share their input's range (the
 # MLIR quantizer gives them the same scale anyway).
 PASSTHROUGH_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE", "STRIDED_SLICE", "SLICE", "CONCATENATION",
                    "GATHER", "TRANSPOSE", "PAD", "PADV2"}
 # Ops that only reshape: int8 in, the same parameters out.
-RESHAPING_OPS = {"RESHAPE", "EXPAND_DIMS", "SQUEEZE"}
 # Stream calibration only builds the statistics fields; their values are replaced.
 STREAM_CALIBRATION_CLIPS = 2
 
@@ -114,7 +116,7 @@ class ForceReport:
 
 def calibrate(model, representative: Callable, what: str, input_signature: list | None = None) -> bytes:
     """Float TFLite model of ``model`` with calibration statistics (min/max per tensor);
-    ``input_signature`` as for ``kwsnb.convert.convert_model`` (batch 1 for microcontrollers)."""
+    ``input_signature`` as for ``kwsnb.tflite.convert.convert_model`` (batch 1 for microcontrollers)."""
     import tensorflow as tf
 
     def configure(converter):
@@ -140,7 +142,7 @@ def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
                 calibrated, disable_per_channel=not convert.INT8_PER_CHANNEL,
                 fully_quantize=fully_quantize, input_data_type=io_type,
                 output_data_type=io_type, denylisted_nodes=sorted(denylisted_nodes) or None)
-    except Exception as error:  # noqa: BLE001 - explained, as kwsnb.export does
+    except Exception as error:  # noqa: BLE001 - explained, as kwsnb.tflite.export does
         raise ExportError(f"quantizing {what} failed: {convert.converter_message(error)}") \
             from error
     runtime.check_builtin_ops(content, what)
@@ -151,50 +153,6 @@ def quantize_calibrated(calibrated: bytes, denylisted_nodes: Iterable[str] = (),
 # Ranges by layer scope
 # ---------------------------------------------------------------------------------------------
 
-def _part_key(part: str) -> str:
-    # "<model>_1/<layer>_1/<op>" -> "<layer>_1/<op>": drop the model's scope, keep the layers'.
-    return part.split("/", 1)[1] if "/" in part else part
-
-
-def _graph(content: bytes):
-    schema = runtime.tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(content, 0)
-    return model, model.subgraphs[0]
-
-
-def _opcode(model, op) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    return runtime.opcode_names().get(builtin, f"BUILTIN_{builtin}")
-
-
-def _is_constant(model, tensor) -> bool:
-    buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
-    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
-
-
-def tensor_keys(content: bytes) -> list[str | None]:
-    """Key of each tensor of the main subgraph (None for constants).
-
-    Scoped names map to their layer scope; graph-level names (``StatefulPartitionedCall:k``,
-    ``serving_default_audio:0``) are keyed by their producer: ``<OP>(<first input's key>)``, or
-    ``input`` for graph inputs (which streaming graphs pair by propagation).
-    """
-    model, graph = _graph(content)
-    keys: list[str | None] = [None] * len(graph.tensors)
-    for op in graph.operators:
-        name_of = graph.tensors
-        for o in op.outputs:
-            name = (name_of[o].name or b"").decode()
-            if ":" not in name and "/" in name:
-                keys[o] = ";".join(_part_key(p) for p in name.split(";"))
-        for o in op.outputs:
-            if keys[o] is None:
-                first = next((i for i in op.inputs if i >= 0 and keys[i] is not None), None)
-                keys[o] = f"{_opcode(model, op)}({keys[first] if first is not None else ''})"
-    return keys
-
-
 def _range(tensor) -> Range | None:
     q = tensor.quantization
     if q is None or q.min is None or q.max is None or len(q.min) != 1:
@@ -204,7 +162,7 @@ def _range(tensor) -> Range | None:
 
 def tensor_ranges(calibrated: bytes) -> Ranges:
     """The calibration ranges of a calibrated model, by key (see ``tensor_keys``)."""
-    _, graph = _graph(calibrated)
+    graph = Graph.read(calibrated).graph
     by_key, by_part, part_count = {}, {}, defaultdict(int)
     for tensor, key in zip(graph.tensors, tensor_keys(calibrated)):
         value = _range(tensor)
@@ -239,9 +197,9 @@ def _base_key(key: str) -> str:
 def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceReport]:
     """``calibrated`` with every activation range taken from ``reference`` where the tensor's
     key is known, and ring-buffer tensors given the range of the step they buffer."""
-    import flatbuffers
+    g = Graph.read(calibrated)
 
-    model, graph = _graph(calibrated)
+    graph = g.graph
     keys = tensor_keys(calibrated)
     report = ForceReport()
     graph_inputs = set(graph.inputs)
@@ -258,7 +216,7 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
         converter names an op's output after the op it feeds when it folds a reshape into it
         (a Dense output reshaped for the depthwise conv after it, mobilenet)."""
         for op in consumers.get(index, ()):
-            if _opcode(model, op) not in PASSTHROUGH_OPS:
+            if g.kind(op) not in PASSTHROUGH_OPS:
                 continue
             for o in op.outputs:
                 found = reference.get_loose(keys[o]) if keys[o] is not None else None
@@ -275,9 +233,9 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
         q.max = np.array([value[1]], np.float32)
 
     for op in graph.operators:
-        name = _opcode(model, op)
+        name = g.kind(op)
         activations = [i for i in op.inputs if i >= 0 and _range(graph.tensors[i]) is not None
-                       and not _is_constant(model, graph.tensors[i])]
+                       and not g.is_constant(i)]
         for o in op.outputs:
             tensor = graph.tensors[o]
             if _range(tensor) is None:
@@ -322,192 +280,7 @@ def force_ranges(calibrated: bytes, reference: Ranges) -> tuple[bytes, ForceRepo
             else:
                 values[o] = _range(tensor)
                 report.unmatched.append(label)
-    builder = flatbuffers.Builder(len(calibrated) * 2)
-    builder.Finish(model.Pack(builder), file_identifier=runtime.TFLITE_IDENTIFIER)
-    return bytes(builder.Output()), report
-
-
-# ---------------------------------------------------------------------------------------------
-# Float islands: ops the quantizer left float in one graph but not in the reference
-# ---------------------------------------------------------------------------------------------
-
-def float_body_ops(content: bytes, front_end: Iterable[str] = ()) -> list[str]:
-    """``OP:output name`` of every op outside ``front_end`` writing a float tensor, except
-    DEQUANTIZE (float outputs and states) and shape arithmetic."""
-    model, graph = _graph(content)
-    front_end = set(front_end)
-    schema = runtime.tflite_schema()
-    found = []
-    for op in graph.operators:
-        name = _opcode(model, op)
-        outputs = [graph.tensors[o] for o in op.outputs]
-        if name == "DEQUANTIZE" or any((t.name or b"").decode() in front_end for t in outputs):
-            continue
-        if any(t.type == schema.TensorType.FLOAT32 for t in outputs):
-            found.append(f"{name}:{(outputs[0].name or b'').decode()}")
-    return found
-
-
-def repair_float_islands(content: bytes, reference: bytes,
-                         front_end: Iterable[str] = ()) -> tuple[bytes, list[str]]:
-    """Makes int8 the body ops ``mlir_quantize`` left float in ``content`` (a DEQUANTIZE, a
-    float kernel with float weights, a QUANTIZE) when the same op (same key, same operator) is
-    int8 in ``reference``: the op reads the int8 tensor, takes the reference op's int8
-    weights and bias and writes its output with the reference's scale.
-
-    The quantizer (TF 2.21) does this to some streaming graphs: a residual shortcut reading a
-    tensor that also feeds a ring buffer (tc_resnet's strided 1x1 shortcut convolutions,
-    xception's shortcut Dense layers) stays float, so it rounds differently from the
-    non-stream model. Returns the model and the repaired ops.
-    """
-    import flatbuffers
-
-    schema = runtime.tflite_schema()
-    INT8, FLOAT32 = schema.TensorType.INT8, schema.TensorType.FLOAT32
-    model, graph = _graph(content)
-    ref_model, ref_graph = _graph(reference)
-    keys, ref_keys = tensor_keys(content), tensor_keys(reference)
-    ref_ops = {}
-    for op in ref_graph.operators:
-        for o in op.outputs:
-            if ref_keys[o] is not None:
-                ref_ops[(ref_keys[o], _opcode(ref_model, op))] = op
-                ref_ops.setdefault((ref_keys[o].split(";")[0], _opcode(ref_model, op)), op)
-    front_end = set(front_end)
-    producer = {o: op for op in graph.operators for o in op.outputs}
-    # An op code (builtin, version) already used by an int8 op, for each builtin.
-    int8_codes = {}
-    for op in graph.operators:
-        if op.outputs and graph.tensors[op.outputs[0]].type == INT8:
-            int8_codes.setdefault(_opcode(model, op), op.opcodeIndex)
-
-    def copy_quantization(tensor, source):
-        q = schema.QuantizationParametersT()
-        sq = source.quantization
-        q.scale = None if sq is None or sq.scale is None else np.array(sq.scale)
-        q.zeroPoint = None if sq is None or sq.zeroPoint is None else np.array(sq.zeroPoint)
-        q.quantizedDimension = 0 if sq is None else sq.quantizedDimension
-        tensor.quantization = q
-
-    def add_constant(source):
-        buffer = schema.BufferT()
-        data = ref_model.buffers[source.buffer].data
-        buffer.data = np.array(data, dtype=np.uint8)
-        model.buffers.append(buffer)
-        tensor = schema.TensorT()
-        tensor.name, tensor.type = source.name, source.type
-        tensor.shape = np.array(source.shape, dtype=np.int32)
-        tensor.buffer = len(model.buffers) - 1
-        copy_quantization(tensor, source)
-        graph.tensors.append(tensor)
-        return len(graph.tensors) - 1
-
-    repaired = []
-    changed = True
-    while changed:
-        changed = False
-        for op in graph.operators:
-            name = _opcode(model, op)
-            if name in ("QUANTIZE", "DEQUANTIZE") or len(op.outputs) != 1:
-                continue
-            out = graph.tensors[op.outputs[0]]
-            if out.type != FLOAT32 or (out.name or b"").decode() in front_end:
-                continue
-            key = keys[op.outputs[0]] or ""
-            ref_op = ref_ops.get((key, name)) or ref_ops.get((key.split(";")[0], name))
-            if ref_op is None and name in RESHAPING_OPS:
-                ref_op = op  # moves values: int8 in, the same parameters out
-            if ref_op is None or len(ref_op.inputs) != len(op.inputs):
-                continue
-            if ref_op is op:
-                data = op.inputs[0]
-                source = producer.get(data)
-                if graph.tensors[data].type == INT8:
-                    ref_out = graph.tensors[data]
-                elif source is not None and _opcode(model, source) == "DEQUANTIZE" \
-                        and graph.tensors[source.inputs[0]].type == INT8:
-                    ref_out = graph.tensors[source.inputs[0]]
-                else:
-                    continue
-            else:
-                ref_out = ref_graph.tensors[ref_op.outputs[0]]
-            if ref_out.type != INT8:
-                continue
-            inputs, ok = [], True
-            for i, r in zip(op.inputs, ref_op.inputs):
-                if i < 0:
-                    inputs.append(i)
-                    continue
-                tensor = graph.tensors[i]
-                source = producer.get(i)
-                if _is_constant(model, tensor):
-                    if tensor.type == FLOAT32 and ref_op is op:
-                        ok = False
-                        break
-                    if tensor.type == FLOAT32:
-                        inputs.append(add_constant(ref_graph.tensors[r]))
-                    else:
-                        inputs.append(i)
-                elif tensor.type == INT8:
-                    inputs.append(i)
-                elif source is not None and _opcode(model, source) == "DEQUANTIZE" \
-                        and graph.tensors[source.inputs[0]].type == INT8:
-                    inputs.append(source.inputs[0])
-                else:
-                    ok = False
-                    break
-            if not ok:
-                continue
-            op.inputs = np.array(inputs, dtype=np.int32)
-            out.type = INT8
-            copy_quantization(out, ref_out)
-            op.opcodeIndex = int8_codes.get(name, op.opcodeIndex)
-            repaired.append(f"{name}:{(out.name or b'').decode()}")
-            changed = True
-    if not repaired:
-        return content, []
-    # A QUANTIZE after a repaired op with the same parameters is now a no-op: bypass it.
-    consumers = defaultdict(list)
-    for op in graph.operators:
-        for i in op.inputs:
-            consumers[i].append(op)
-    dead = set()
-    for op in graph.operators:
-        if _opcode(model, op) != "QUANTIZE":
-            continue
-        src, dst = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-        same = (src.type == INT8 and dst.type == INT8 and src.quantization is not None
-                and dst.quantization is not None
-                and np.array_equal(src.quantization.scale, dst.quantization.scale)
-                and np.array_equal(src.quantization.zeroPoint, dst.quantization.zeroPoint))
-        if same and op.outputs[0] not in set(graph.outputs):
-            for user in consumers[op.outputs[0]]:
-                user.inputs = np.array([op.inputs[0] if i == op.outputs[0] else i
-                                        for i in user.inputs], dtype=np.int32)
-            dead.add(id(op))
-    # Ops whose outputs nobody reads any more (DEQUANTIZE before a repaired op, the bypassed
-    # QUANTIZE), repeatedly.
-    while True:
-        used = {i for op in graph.operators if id(op) not in dead for i in op.inputs}
-        used |= set(graph.outputs)
-        newly = {id(op) for op in graph.operators if id(op) not in dead
-                 and not any(o in used for o in op.outputs)}
-        if not newly:
-            break
-        dead |= newly
-    graph.operators = [op for op in graph.operators if id(op) not in dead]
-    # Every float op must still read float tensors (a reshape made int8 whose float consumer
-    # could not be repaired would break the model): otherwise give up, keep the model as is.
-    for op in graph.operators:
-        if _opcode(model, op) in ("QUANTIZE", "DEQUANTIZE") or not op.outputs:
-            continue
-        if graph.tensors[op.outputs[0]].type != FLOAT32:
-            continue
-        if any(i >= 0 and graph.tensors[i].type == INT8 for i in op.inputs):
-            return content, []
-    builder = flatbuffers.Builder(len(content) * 2)
-    builder.Finish(model.Pack(builder), file_identifier=runtime.TFLITE_IDENTIFIER)
-    return bytes(builder.Output()), repaired
+    return g.pack(), report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -600,7 +373,7 @@ class SharedQuantization:
 
         # Batch 1: static shapes throughout, so TensorFlow Lite Micro can run it (kwsnb.micro).
         signature = convert.batch_one_signature(
-            body, {convert.tensor_name(body.inputs[0]): convert.FEATURES_INPUT})
+            body, {convert.tensor_name(body.inputs[0]): FEATURES_INPUT})
         calibrated = calibrate(body, representative, "features-in int8 calibration", signature)
         forced, report = force_ranges(calibrated, self.ranges)
         self.reports["tflite_features_int8"] = _shared(report, "features-in int8 model")

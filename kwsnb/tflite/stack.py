@@ -2,21 +2,21 @@
 internals it needs (each checked before use, failing with the TensorFlow version), and the line
 a notebook prints about its kernel and training device.
 
-Needs only ``kwsnb.runtime`` (for ExportError).
+Needs only ``kwsnb.tflite.runtime`` (for ExportError).
 """
 from __future__ import annotations
 
 import sys
 
-from kwsnb.runtime import ExportError
+from kwsnb.tflite.runtime import ExportError
 
 
 # CI runs every format on both (tests/test_colab_replica.py runs Colab's 2.20 stack).
 TESTED_TENSORFLOW = ("2.20", "2.21")
 # TensorFlow has no public way to quantize a calibrated model with ranges of one's own
-# (kwsnb.quantize shares one calibration between formats) or to ask for per-tensor int8
+# (kwsnb.tflite.quantize shares one calibration between formats) or to ask for per-tensor int8
 # weights; these are the names its own QuantizationDebugger uses for both. They are checked
-# before use, and every int8 export is verified after conversion (kwsnb.quantize), so a
+# before use, and every int8 export is verified after conversion (kwsnb.tflite.quantize), so a
 # release that changes them stops the export with its version instead of exporting
 # something else.
 PRIVATE_CONVERTER_OPTIONS = ("_experimental_calibrate_only", "_experimental_disable_per_channel")

@@ -34,7 +34,7 @@ to 8 bits on the fly. So every quantized format keeps the front end float:
   front-end weights restored to the float model's values (a flatbuffer edit by tensor name); a
   FULLY_CONNECTED with float weights runs the float kernel.
 
-**One quantization for every int8 format** (``kwsnb.quantize``): the non-stream model is
+**One quantization for every int8 format** (``kwsnb.tflite.quantize``): the non-stream model is
 calibrated once and its activation ranges, keyed by layer name, are forced into the streaming
 and features-in graphs (ring-buffer states get the range of the step they buffer), so the same
 weights get the same int8 parameters in every format and an int8 stream computes what the int8
@@ -62,16 +62,17 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from kwsnb import streaming
-from kwsnb.convert import (INT8_PER_CHANNEL, REPRESENTATIVE_STREAM_CLIPS, check_front_end_float,
+from kwsnb.tflite import convert
+from kwsnb.tflite.convert import (REPRESENTATIVE_STREAM_CLIPS, check_front_end_float,
                            convert_float, convert_model, external_state_inputs,
                            front_end_constant_bytes,
                            front_end_inputs, front_end_tensor_names, representative_subset,
                            stream_logits_output, stream_state_pairs, strip_tensor_names,
                            tensor_name, compact_flatbuffer, int16_front_end_constants)
-from kwsnb.flatbuffer import Graph, drop_identity_ops, fewer_reshapes
-from kwsnb.quantize import SharedQuantization
-from kwsnb.stack import converter_mismatch, set_private_option
-from kwsnb.runtime import (METADATA_FILE, MODEL_FILE, ExportError, as_audio,
+from kwsnb.tflite.flatbuffer import Graph, drop_identity_ops, fewer_reshapes
+from kwsnb.tflite.quantize import SharedQuantization
+from kwsnb.tflite.stack import converter_mismatch, set_private_option
+from kwsnb.tflite.runtime import (METADATA_FILE, MODEL_FILE, ExportError, as_audio,
                            describe_io, operator_names, tflite_schema)
 from kwsnb.streaming import front_end_layer, mfcc_of
 
@@ -146,8 +147,8 @@ def _restore_float_weights(content: bytes, float_content: bytes, op_outputs: set
                        for o in op.outputs)
                 and not (skip_dequantize and g.kind(op) == "DEQUANTIZE")]
 
-    g = Graph(schema.ModelT.InitFromPackedBuf(content, 0))
-    reference = Graph(schema.ModelT.InitFromPackedBuf(float_content, 0))
+    g = Graph.read(content)
+    reference = Graph.read(float_content)
     producer = {o: op for op in g.graph.operators for o in op.outputs}
     ops = front_end_ops(g, skip_dequantize=True)
     reference_ops = front_end_ops(reference, skip_dequantize=False)
@@ -233,7 +234,8 @@ def _quantize_with_float_front_end(model, float_content: bytes, representative: 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         # The debugger reads it (per-tensor weights, as every kwsnb int8 format).
-        set_private_option(converter, "_experimental_disable_per_channel", not INT8_PER_CHANNEL)
+        set_private_option(converter, "_experimental_disable_per_channel",
+                           not convert.INT8_PER_CHANNEL)
 
     def quantize(converter):
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=sorted(front_end))
@@ -254,7 +256,7 @@ def convert_int8(model, representative_audio: np.ndarray, float_content: bytes |
 
 def convert_features_int8(model, representative_audio: np.ndarray) -> bytes:
     """Full-int8 body for microcontrollers: int8 MFCC [1, frames, dct] in, int8 logits out.
-    Calibrated on ``representative_audio`` through the whole model (``kwsnb.quantize``): the
+    Calibrated on ``representative_audio`` through the whole model (``kwsnb.tflite.quantize``): the
     same ranges as ``tflite_int8``."""
     shared = SharedQuantization.from_model(model, representative_audio)
     return shared.features_int8(model, representative_audio)
@@ -267,7 +269,7 @@ def convert_stream_external_int8(stream_model, representative_audio: np.ndarray,
     """External-state streaming model with int8 body and states (float I/O), front end float.
 
     With ``model`` (the non-stream model): quantized with the ranges of ``model`` calibrated on
-    ``representative_audio`` (``kwsnb.quantize``), as ``tflite_int8`` is. Without: calibrated on
+    ``representative_audio`` (``kwsnb.tflite.quantize``), as ``tflite_int8`` is. Without: calibrated on
     its own, on every packet of ``clips`` clips with the states the float model produces (int8
     predictions then differ from ``tflite_int8``'s on a few percent of clips)."""
     if model is not None:
@@ -327,7 +329,10 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
         audio = None
     else:
         audio = representative_subset(representative_audio)
-    front_end_layer(model)  # fails early, with a clear message, for a model without one
+    try:  # fails early, with a clear message, for a model without one
+        front_end_layer(model)
+    except ValueError as error:
+        raise ExportError(str(error)) from None
     stream_models = dict(stream_models or {})
     needs_stream = [f for f in formats if f in STREAM_FORMATS]
     if needs_stream and not {"external", "internal"} <= stream_models.keys():
@@ -349,7 +354,7 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
     shared = []
 
     def quantization():
-        """One calibration of ``model`` for every int8 format (kwsnb.quantize)."""
+        """One calibration of ``model`` for every int8 format (kwsnb.tflite.quantize)."""
         if not shared:
                     shared.append(SharedQuantization.from_model(model, audio))
         return shared[0]
@@ -382,7 +387,7 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
             content = int16_front_end_constants(content, front_end_tensor_names(
                 content, front_end_layer(model).name))
         if name == "tflite_features_int8":
-            # Time layers' tensors kept 4-D between the 2-D ops (kwsnb.flatbuffer): 12-23 fewer
+            # Time layers' tensors kept 4-D between the 2-D ops (kwsnb.tflite.flatbuffer): 12-23 fewer
             # RESHAPEs, 1.0-1.9 KB less in the four largest models, outputs bit-identical.
             content = fewer_reshapes(drop_identity_ops(content)[0])[0]
         content = compact_flatbuffer(strip_tensor_names(
@@ -408,12 +413,34 @@ def export(model, out_dir: str | Path, representative_audio: np.ndarray | None,
     return paths
 
 
+def weights_digest(weights_path: Path) -> str:
+    """The sha256 of a weights file: what a format folder records as the weights it came from."""
+    import hashlib
+
+    return hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()
+
+
+def recorded_weights(format_dir: Path) -> str | None:
+    """The weights digest a format folder's metadata.json recorded at export, or None."""
+    try:
+        return json.loads((Path(format_dir) / METADATA_FILE).read_text()).get("weights_sha256")
+    except (OSError, ValueError):
+        return None
+
+
+def record_weights(format_dir: Path, digest: str) -> None:
+    """Records in a format folder's metadata.json which weights it was exported from."""
+    metadata = Path(format_dir) / METADATA_FILE
+    content = json.loads(metadata.read_text()) if metadata.is_file() else {}
+    metadata.write_text(json.dumps({**content, "weights_sha256": digest}, indent=2))
+
+
 def _check_loads(content: bytes, name: str) -> None:
     """Raises ExportError unless LiteRT can allocate ``content``: a converter that writes a
     model its own runtime refuses (TensorFlow 2.20 fuses a residual add into a FULLY_CONNECTED
     bias in mobilenet_v2's streaming graph, which no int8 kernel takes) is stopped here, with
     the TensorFlow version, instead of at the first use of the file."""
-    from kwsnb.runtime import make_interpreter
+    from kwsnb.tflite.runtime import make_interpreter
 
     try:
         make_interpreter(content).allocate_tensors()
@@ -427,15 +454,15 @@ def verify_int8_stream(non_stream: bytes, stream: bytes, stream_metadata: dict,
                        audio: np.ndarray) -> None:
     """Raises ExportError unless the int8 streaming model, primed with each clip's first packet
     (so it sees exactly the non-stream frames), ends each clip with the int8 non-stream
-    model's logits, bit for bit. This is what ``kwsnb.quantize`` promises; a TensorFlow
+    model's logits, bit for bit. This is what ``kwsnb.tflite.quantize`` promises; a TensorFlow
     release whose converter names or quantizes tensors differently breaks it, and the export
     stops here instead of writing a stream that disagrees."""
-    from kwsnb.runtime import TFLiteModel, predict_non_stream, predict_stream_external
+    from kwsnb.tflite.runtime import TFLiteModel, predict_non_stream, stream_runner
 
     audio = as_audio(audio)
     expected = predict_non_stream(TFLiteModel(non_stream, "tflite_int8"), audio)
-    streamed = predict_stream_external(TFLiteModel(stream, "tflite_stream_external_int8"),
-                                       audio, stream_metadata, prime_audio_state=True)
+    runner = stream_runner(TFLiteModel(stream, "tflite_stream_external_int8"), stream_metadata)
+    streamed = runner.run_clips(audio, prime=True)
     if not np.array_equal(expected, streamed):
         differ = int(np.sum(np.any(expected != streamed, axis=-1)))
         raise ExportError(converter_mismatch(

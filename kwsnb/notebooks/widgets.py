@@ -1,5 +1,5 @@
 """Interactive notebook views: listen to clips, browse a data folder, classify a clip, an
-uploaded file or a recording from the microphone (``kwsnb.microphone``: the recorder widget and
+uploaded file or a recording from the microphone (``kwsnb.notebooks.microphone``: the recorder widget and
 live detection).
 
 The controls are ipywidgets; what they show (audio players, figures) are ordinary notebook
@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kwsnb import plots
+from kwsnb.notebooks import plots
 
 SAMPLE_RATE = 16000
 
@@ -153,7 +153,7 @@ def predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """A function clip ``[samples]`` -> probabilities ``[labels]`` for a Keras non-stream model,
     or a non-stream raw-audio ``.tflite`` file (e.g. ``TRAIN_DIR/tflite_int8/model.tflite``)."""
     if isinstance(model, (str, Path)):
-        from kwsnb import runtime
+        from kwsnb.tflite import runtime
 
         runner = runtime.TFLiteModel(runtime.read_tflite(model), Path(model).parent.name)
 
@@ -214,7 +214,7 @@ def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
     ``model``: a Keras non-stream model or a raw-audio ``.tflite`` file (see ``predictor``).
     ``clip_labels``: the true label index of each clip (shown in the list and outlined in the
     chart). Uploads and recordings longer than a second are cut to their loudest second.
-    ``record``: a microphone recorder beside the upload button (``kwsnb.microphone.Recorder``;
+    ``record``: a microphone recorder beside the upload button (``kwsnb.notebooks.microphone.Recorder``;
     left out, with a note, where anywidget is not installed).
     """
     from IPython.display import Markdown, display
@@ -278,8 +278,8 @@ def classifier(model, clips: Sequence[np.ndarray], label_names: Sequence[str],
 # ---------------------------------------------------------------------------------------------
 
 def _recorder(**kwargs):
-    """A ``kwsnb.microphone.Recorder``, or None (with a printed note) without anywidget."""
-    from kwsnb import microphone
+    """A ``kwsnb.notebooks.microphone.Recorder``, or None (with a printed note) without anywidget."""
+    from kwsnb.notebooks import microphone
 
     try:
         return microphone.Recorder(**kwargs)
@@ -297,9 +297,9 @@ def recorder(seconds: float = 2.0):
 
 def live_detector(stream_model, label_names: Sequence[str], **kwargs):
     """Live keyword detection from the microphone with a streaming model (e.g.
-    ``TRAIN_DIR/tflite_stream_external_int8``): see ``kwsnb.microphone.live_detector``. None,
+    ``TRAIN_DIR/tflite_stream_external_int8``): see ``kwsnb.notebooks.microphone.live_detector``. None,
     with a note, without anywidget."""
-    from kwsnb import microphone
+    from kwsnb.notebooks import microphone
 
     try:
         return microphone.live_detector(stream_model, label_names, **kwargs)

@@ -10,10 +10,10 @@ number they compute, and the RESHAPE pairs between them go. ``drop_identity_ops`
 that copy their input (a 1x1 MAX_POOL_2D with stride 1: svdf_resnet's last pool).
 
 ``pack_shared`` serializes a model writing equal vectors, quantization tables and operator
-options once (``kwsnb.convert.compact_flatbuffer`` packs with it).
+options once (``kwsnb.tflite.convert.compact_flatbuffer`` packs with it).
 
-Only ``kwsnb.runtime`` is needed. The result is packed without sharing; run
-``kwsnb.convert.compact_flatbuffer`` after it to drop the tensors and buffers no op reads any
+Only ``kwsnb.tflite.runtime`` is needed. The result is packed without sharing; run
+``kwsnb.tflite.convert.compact_flatbuffer`` after it to drop the tensors and buffers no op reads any
 more (the old RESHAPE shapes, 3-D paddings).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from kwsnb.runtime import TFLITE_IDENTIFIER, opcode_names, tflite_schema
+from kwsnb.tflite.runtime import TFLITE_IDENTIFIER, opcode_names, tflite_schema
 
 # Ops that compute the same numbers on [1, 1, T, C] as on [1, T, C], given the edits in
 # _lift_op (PAD gets a [0, 0] row for the new axis, CONCATENATION a positive axis + 1).
@@ -38,17 +38,23 @@ class Graph:
     """The main subgraph of a ``ModelT`` with producers, consumers and constants."""
 
     def __init__(self, model):
+        """``model``: a ``ModelT`` (``Graph.read`` unpacks one from bytes)."""
         self.model = model
         self.graph = model.subgraphs[0]
         names = opcode_names()
-        self.kinds = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "")
-                      for c in model.operatorCodes]
+        self.kinds = [names.get(code, f"BUILTIN_{code}") for code in
+                      (max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes)]
         # Tensors the outside world names: graph inputs/outputs and signature tensors.
         self.fixed = set(int(i) for i in self.graph.inputs) | set(int(i) for i in self.graph.outputs)
         for signature in model.signatureDefs or []:
             if signature.subgraphIndex == 0:
                 self.fixed.update(t.tensorIndex for t in (signature.inputs or [])
                                   + (signature.outputs or []))
+
+    @classmethod
+    def read(cls, content: bytes) -> "Graph":
+        """The model in ``content`` (a .tflite flatbuffer), unpacked for editing."""
+        return cls(tflite_schema().ModelT.InitFromPackedBuf(content, 0))
 
     def kind(self, op) -> str:
         return self.kinds[op.opcodeIndex]
@@ -96,6 +102,35 @@ class Graph:
         builder = flatbuffers.Builder(1024)
         builder.Finish(self.model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
         return bytes(builder.Output())
+
+
+def _part_key(part: str) -> str:
+    # "<model>_1/<layer>_1/<op>" -> "<layer>_1/<op>": drop the model's scope, keep the layers'.
+    return part.split("/", 1)[1] if "/" in part else part
+
+
+def tensor_keys(content: bytes) -> list[str | None]:
+    """Key of each tensor of the main subgraph (None for constants).
+
+    Scoped names map to their layer scope; graph-level names (``StatefulPartitionedCall:k``,
+    ``serving_default_audio:0``) are keyed by their producer: ``<OP>(<first input's key>)``, or
+    ``input`` for graph inputs (which streaming graphs pair by propagation).
+    """
+    g = Graph.read(content)
+    graph = g.graph
+    keys: list[str | None] = [None] * len(graph.tensors)
+    for op in graph.operators:
+        name_of = graph.tensors
+        for o in op.outputs:
+            name = (name_of[o].name or b"").decode()
+            if ":" not in name and "/" in name:
+                keys[o] = ";".join(_part_key(p) for p in name.split(";"))
+        for o in op.outputs:
+            if keys[o] is None:
+                first = next((i for i in op.inputs if i >= 0 and keys[i] is not None), None)
+                keys[o] = f"{g.kind(op)}({keys[first] if first is not None else ''})"
+    return keys
+
 
 
 def _is_lifted_shape(shape4: list[int], shape3: list[int]) -> bool:
@@ -173,7 +208,7 @@ def fewer_reshapes(model_content: bytes) -> tuple[bytes, int]:
     it 3-D (MEAN over time, STRIDED_SLICE, ...) gets one RESHAPE back to 3-D. Groups with a
     graph input or output (signatures name them) stay as they are."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     g = Graph(model)
     ops = g.graph.operators
     producer, consumers = g.users()
@@ -342,7 +377,7 @@ def drop_identity_ops(model_content: bytes) -> tuple[bytes, int]:
     stride 1 and no fused activation, whose input and output have the same shape, type and
     quantization (an int8 max over one value is that value). Returns (content, ops removed)."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     g = Graph(model)
     alias, kept = {}, []
     for op in g.graph.operators:
@@ -379,15 +414,15 @@ def unfuse_computed_bias(model_content: bytes, reference: bytes) -> tuple[bytes,
     c))``, a bias computed at run time, which no int8 kernel takes. Rewritten back to
     ``FULLY_CONNECTED(ADD(a, b), W, c)``, the graph the non-stream model has.
 
-    ``model_content`` and ``reference`` are calibrated float models (``kwsnb.quantize``): the
+    ``model_content`` and ``reference`` are calibrated float models (``kwsnb.tflite.quantize``): the
     new ADD's output gets the range and name of the input of the reference's
     FULLY_CONNECTED with the same weights (found by their values, not by a name), so the
     shared ranges reach it. Returns (content, rewrites); raises ValueError where a computed
     bias has no such counterpart."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     g = Graph(model)
-    ref = Graph(schema.ModelT.InitFromPackedBuf(reference, 0))
+    ref = Graph.read(reference)
 
     def weights(graph: Graph, op) -> bytes:
         tensor = graph.graph.tensors[int(op.inputs[1])]

@@ -1,17 +1,52 @@
 """Reading, inspecting and running .tflite files with LiteRT (the ``ai_edge_litert`` interpreter).
 
-The lowest stage that touches TFLite: it imports nothing else from kwsnb but the layer names, so
-export (which checks what it wrote), evaluation, streaming and detection all build on it.
+The lowest module of ``kwsnb.tflite``: it needs only ``kwsnb.streaming``'s runner, so export
+(which checks what it wrote), evaluation, detection and the microcontroller checks build on it.
 ``TFLiteModel`` sets and gets tensors by signature name, (de)quantizing int8 tensors with their
-own scale and zero point; ``predict_*`` run a model over clips the way the reports measure them.
+own scale and zero point, and is a backend of ``kwsnb.streaming.StreamRunner``;
+``predict_non_stream`` runs a model clip by clip the way the reports measure it; ``open_stream``
+opens a streaming format (with its metadata.json) as a StreamRunner.
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from kwsnb.streaming import StreamRunner, dequantize, quantize
+
+
+@contextlib.contextmanager
+def captured_output(sink: list | None = None):
+    """Collects what C++ code writes to file descriptors 1 and 2 (TFLite Micro reports errors
+    and arena usage there, the converter hundreds of log lines) into ``sink`` as one string, or
+    drops it (``sink`` None)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            if sink is not None:
+                capture.seek(0)
+                sink.append(capture.read().decode(errors="replace"))
 
 
 TFLITE_IDENTIFIER = b"TFL3"
@@ -76,7 +111,7 @@ def read_tflite(path: str | Path) -> bytes:
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path} not found: export the model first "
-                          "(kwsnb.export.export, or `python -m kwsnb.evaluate TRAIN_DIR --reexport`)")
+                          "(kwsnb.tflite.export.export, or `python -m kwsnb.evaluate TRAIN_DIR --reexport`)")
     content = path.read_bytes()
     if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
         raise ExportError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier; "
@@ -161,56 +196,60 @@ def as_audio(audio) -> np.ndarray:
     return audio
 
 
-def stream_packets(audio: np.ndarray, packet_samples: int) -> np.ndarray:
-    """[clips, samples] -> [clips, packets, packet_samples] (a partial last packet is dropped)."""
-    audio = as_audio(audio)
-    count = audio.shape[1] // packet_samples
-    return audio[:, :count * packet_samples].reshape(len(audio), count, packet_samples)
-
-
 LATENCY_RUNS = 200
-
-
 LATENCY_WARMUP = 20
-
-
-def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
-    scale, zero_point = details["quantization"]
-    dtype = np.dtype(details["dtype"])
-    if dtype == np.float32 or not scale:
-        return values.astype(dtype)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def _dequantize(values: np.ndarray, details: dict) -> np.ndarray:
-    scale, zero_point = details["quantization"]
-    if np.dtype(details["dtype"]) == np.float32 or not scale:
-        return values.astype(np.float32)
-    return (values.astype(np.float32) - zero_point) * scale
+# LiteRT kernels: "default" is what the reports run (XNNPACK for int8 FULLY_CONNECTED/CONV, which
+# rounds differently: measured up to 2 int8 steps from TFLite Micro on logits); "builtin" the
+# optimized builtin kernels without delegates; "reference" LiteRT's reference kernels, of which
+# TFLite Micro's are ports.
+LITERT_KERNELS = ("default", "builtin", "reference")
 
 
 class TFLiteModel:
-    """A LiteRT interpreter (one thread) with inputs and outputs by signature name."""
+    """A LiteRT interpreter (one thread) with inputs and outputs by signature name.
 
-    def __init__(self, content: bytes, name: str = "model"):
-        self.content = content
+    ``set``/``get`` take and give float values ((de)quantized with each tensor's own scale and
+    zero point); ``run`` takes and gives values as stored, which makes it a backend of
+    ``kwsnb.streaming.StreamRunner``. ``kernels``: one of ``LITERT_KERNELS``.
+    """
+
+    def __init__(self, content: bytes, name: str = "model", kernels: str = "default"):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolvers = {"default": OpResolverType.AUTO,
+                     "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                     "reference": OpResolverType.BUILTIN_REF}
+        if kernels not in resolvers:
+            raise ValueError(f"kernels must be one of {LITERT_KERNELS}, got {kernels!r}")
+        self.content = bytes(content)
         self.name = name
-        self.interpreter = make_interpreter(content)
+        self.kernels = kernels
+        self.interpreter = Interpreter(model_content=self.content, num_threads=1,
+                                       experimental_op_resolver_type=resolvers[kernels])
         self.interpreter.allocate_tensors()
         self.inputs, self.outputs = signature_details(self.interpreter)
 
     def fresh(self) -> "TFLiteModel":
         """A new interpreter of the same model: the only way to reset resource variables."""
-        return TFLiteModel(self.content, self.name)
+        return TFLiteModel(self.content, self.name, self.kernels)
 
     def set(self, name: str, value: np.ndarray) -> None:
         details = self.inputs[name]
-        self.interpreter.set_tensor(details["index"], _quantize(value, details))
+        self.interpreter.set_tensor(details["index"], quantize(value, details))
 
     def get(self, name: str) -> np.ndarray:
         details = self.outputs[name]
-        return _dequantize(self.interpreter.get_tensor(details["index"]), details)
+        return dequantize(self.interpreter.get_tensor(details["index"]), details)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Sets the inputs as stored (int8 as int8), invokes, returns every output as stored."""
+        for name, value in feeds.items():
+            details = self.inputs[name]
+            self.interpreter.set_tensor(details["index"], np.asarray(
+                value, details["dtype"]).reshape(details["shape"]))
+        self.interpreter.invoke()
+        return {name: self.interpreter.get_tensor(d["index"]).copy()
+                for name, d in self.outputs.items()}
 
     @property
     def input_name(self) -> str:
@@ -244,47 +283,56 @@ def predict_non_stream(model: TFLiteModel, inputs: np.ndarray, progress: bool = 
     return np.stack(logits)
 
 
-def predict_stream_external(model: TFLiteModel, audio: np.ndarray, metadata: dict,
-                            prime_audio_state: bool = False, progress: bool = False) -> np.ndarray:
-    """Streams each clip packet by packet from zero states; logits after the last packet.
-    ``prime_audio_state``: start with the clip's first packet in the audio ring buffer and feed
-    the rest (exactly the non-stream frames)."""
-    pairs = [(s["input"], s["output"]) for s in metadata["states"]]
-    packet_name = metadata["packet_input"]
-    packet_samples = int(model.inputs[packet_name]["shape"][-1])
-    audio_state = metadata.get("audio_state") if prime_audio_state else None
-    zeros = {name: np.zeros(model.inputs[name]["shape"], np.float32) for name, _ in pairs}
-    logits_name = metadata["logits_output"]
-    logits = []
-    for clip in _progress(stream_packets(audio, packet_samples), progress, model.name):
-        for name, value in zeros.items():
-            model.set(name, value)
-        packets = clip
-        if audio_state is not None:
-            model.set(audio_state, clip[0][np.newaxis, -model.inputs[audio_state]["shape"][-1]:])
-            packets = clip[1:]
-        for packet in packets:
-            model.set(packet_name, packet[np.newaxis])
-            model.interpreter.invoke()
-            for name, output in pairs:  # (de)quantized by each tensor's own parameters
-                model.set(name, model.get(output))
-        logits.append(model.get(logits_name)[0])
-    return np.stack(logits)
+def read_metadata(format_dir: Path) -> dict:
+    """A format folder's metadata.json ({} when there is none); ExportError names a broken one."""
+    path = Path(format_dir) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ExportError(f"{path} is not valid JSON ({error}); export the format again with "
+                          f"{_reexport_hint(path)}") from None
 
 
-def predict_stream_internal(model: TFLiteModel, audio: np.ndarray,
-                            progress: bool = False) -> np.ndarray:
-    """Streams each clip through a fresh interpreter (zero states); logits after the last packet."""
-    packet_samples = int(model.inputs[model.input_name]["shape"][-1])
-    logits = []
-    for clip in _progress(stream_packets(audio, packet_samples), progress, model.name):
-        stream = model.fresh()
-        name, output = stream.input_name, stream.output_name
-        for packet in clip:
-            stream.set(name, packet[np.newaxis])
-            stream.interpreter.invoke()
-        logits.append(stream.get(output)[0])
-    return np.stack(logits)
+def stream_runner(model: TFLiteModel, metadata: Mapping | None = None) -> StreamRunner:
+    """A StreamRunner of a converted streaming model, its inputs, outputs and state pairs named
+    by the format's ``metadata`` where given (else kwsnb's naming)."""
+    metadata = metadata or {}
+    pairs = [(s["input"], s["output"]) for s in metadata["states"]] if "states" in metadata \
+        else None
+    return StreamRunner(model, packet_input=metadata.get("packet_input"),
+                        logits_output=metadata.get("logits_output"), state_pairs=pairs,
+                        audio_state=metadata.get("audio_state"))
+
+
+def open_stream(source, non_stream_formats: Sequence[str] = (),
+                stream_formats: Sequence[str] = ()) -> tuple[StreamRunner, dict]:
+    """A streaming .tflite (bytes, a path, or its format folder) as (StreamRunner, metadata).
+
+    A non-stream model is refused with a message naming ``stream_formats``: it would score
+    every packet as if it were a whole clip."""
+    metadata = {}
+    if isinstance(source, (bytes, bytearray)):
+        content, where, name = bytes(source), "the TFLite model", "model"
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            path = path / MODEL_FILE
+        content, where, name = read_tflite(path), str(path), path.parent.name
+        metadata = read_metadata(path.parent)
+    names = ", ".join(stream_formats) or "a streaming format"
+    if metadata.get("format") in non_stream_formats:
+        raise ValueError(f"{where} is a non-stream model ({metadata['format']}); long-audio "
+                         f"detection needs a streaming format: {names}")
+    model = TFLiteModel(content, name)
+    if len(model.inputs) == 1 and "VAR_HANDLE" not in operator_names(content):
+        raise ValueError(f"{where} is a non-stream model (one input, no state); long-audio "
+                         f"detection needs a streaming format: {names}")
+    try:
+        return stream_runner(model, metadata), metadata
+    except ValueError as error:
+        raise ValueError(f"{where}: {error} ({names})") from None
 
 
 def _progress(items, enabled: bool, desc: str):

@@ -1,7 +1,7 @@
 """The notebooks with their results, for readers: every notebook run on the repository's trained
 models and real test clips, written to ``docs/notebooks/`` with its outputs.
 
-``python -m kwsnb.showcase`` regenerates all ten (``--only NAME ...`` some of them). The source
+``python -m kwsnb.notebooks.showcase`` regenerates all ten (``--only NAME ...`` some of them). The source
 notebooks in ``notebooks/`` stay output-free for Colab; these are the same notebooks executed
 by papermill in a scratch folder that holds
 
@@ -28,9 +28,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from kwsnb import notebooks, seed
 
-REPO_ROOT = notebooks.REPO_ROOT
+from kwsnb.notebooks import render as rendering
+from kwsnb.models import seed
+
+REPO_ROOT = rendering.REPO_ROOT
 OUT_DIR = REPO_ROOT / "docs" / "notebooks"
 FIGURE_DIR = REPO_ROOT / "docs" / "figures"
 MODELS_DIR = REPO_ROOT / "models"
@@ -52,7 +54,7 @@ def _trained_architectures(models_dir: Path) -> dict[str, dict]:
     """{architecture: flags} of the finished runs in ``models_dir``."""
     from kwsnb import train as training
 
-    runs = {name: training.finished_run(models_dir / name) for name in notebooks._architectures()}
+    runs = {name: training.finished_run(models_dir / name) for name in rendering.architectures()}
     return {name: flags for name, flags in runs.items() if flags is not None}
 
 
@@ -117,14 +119,14 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
                                 "show results on real Speech Commands clips (set "
                                 "KWSNB_SHARED_DATA to the folder holding "
                                 f"{TRAIN_FOLDER}/ and {TEST_FOLDER}/)")
-    all_names = notebooks.notebook_names()
+    all_names = rendering.notebook_names()
     names = list(all_names if names is None else names)
     unknown = [n for n in names if n not in all_names]
     if unknown:
         raise ShowcaseError(f"unknown notebook(s) {', '.join(unknown)}; choose from "
                             f"{', '.join(all_names)}")
     trained = _trained_architectures(models_dir)
-    missing = [n for n in names if n in notebooks._architectures() and n not in trained]
+    missing = [n for n in names if n in rendering.architectures() and n not in trained]
     if missing:
         raise ShowcaseError(f"no finished run in {models_dir} for {', '.join(missing)}: train "
                             "it first (benchmarks/sc_lite9.py)")
@@ -143,7 +145,7 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
                 started = time.monotonic()
                 output = root / f"{name}.ipynb"
                 papermill.execute_notebook(
-                    str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"), str(output),
+                    str(rendering.NOTEBOOK_DIR / f"{name}.ipynb"), str(output),
                     parameters=parameters(name, wanted_words), cwd=str(root),
                     kernel_name="python3", progress_bar=False,
                     execution_timeout=CELL_TIMEOUT_S)
@@ -166,7 +168,7 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kwsnb.showcase",
+        prog="python -m kwsnb.notebooks.showcase",
         description="Run every notebook on the repository's trained models and real test clips "
                     "and write them, with their outputs, to docs/notebooks/.")
     parser.add_argument("--only", nargs="+", metavar="NAME",

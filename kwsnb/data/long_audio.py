@@ -2,7 +2,7 @@
 
 ``make_long_recording`` places clips over noise and records where each word is
 (``LongRecording``: audio plus ``(start_s, end_s, label)`` events; ``save``/``load`` as a wav and
-a csv); ``kwsnb.detect`` streams a model over one and scores it. Decisions:
+a csv); ``kwsnb.evaluate.detect`` streams a model over one and scores it. Decisions:
 
 * Word positions are the speech extent of each clip (frames within SPEECH_TOP_DB of the clip's
   loudest, as librosa.effects.trim): the clip's leading and trailing background is not "the word".

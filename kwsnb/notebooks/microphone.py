@@ -12,7 +12,7 @@ in custom widget messages (``send``/``on_msg``: the same in ipywidgets 7.7 and 8
 * ``mode="live"``: the microphone streams until stopped; ``on_audio`` callbacks get each chunk
   (16 kHz). ``LiveDetector`` cuts the chunks into 20 ms packets for a streaming model through
   ``kwsnb.streaming.StreamRunner`` (the stream runner the rest of kwsnb uses), smooths and
-  thresholds its probabilities with ``kwsnb.detect``'s rules and draws a rolling chart in the
+  thresholds its probabilities with ``kwsnb.evaluate.detect``'s rules and draws a rolling chart in the
   widget. Stopping (the button, or ``stop()``) ends the tracks: the browser frees the microphone.
 """
 from __future__ import annotations
@@ -364,10 +364,10 @@ else:
 def operating_point(train_dir: str | Path | None = None) -> dict:
     """The detector's ``smoothing_ms`` and ``threshold``: those chosen on validation audio
     (``train_dir/detection.json``, written by ``kwsnb.demo``) when there, else the defaults of
-    ``kwsnb.detect.detect``."""
+    ``kwsnb.evaluate.detect.detect``."""
     import inspect
 
-    from kwsnb import detect
+    from kwsnb.evaluate import detect
 
     if train_dir is not None:
         path = Path(train_dir) / "detection.json"
@@ -378,13 +378,13 @@ def operating_point(train_dir: str | Path | None = None) -> dict:
                         "threshold": float(chosen["threshold"]), "source": str(path)}
     defaults = inspect.signature(detect.detect).parameters
     return {"smoothing_ms": float(defaults["smoothing_ms"].default),
-            "threshold": float(defaults["threshold"].default), "source": "kwsnb.detect defaults"}
+            "threshold": float(defaults["threshold"].default), "source": "kwsnb.evaluate.detect defaults"}
 
 
 class LiveDetector:
     """Keyword detection over audio that arrives in pieces: ``feed(chunk)`` cuts it into the
     model's packets, steps a ``StreamRunner`` (zero states at the start), and keeps every
-    packet's probabilities; ``smoothed()`` and ``detections()`` apply ``kwsnb.detect``'s
+    packet's probabilities; ``smoothed()`` and ``detections()`` apply ``kwsnb.evaluate.detect``'s
     smoothing and firing rules to all of it, exactly as ``detect.detect`` does on a file.
 
     ``model``: a streaming .tflite (e.g. ``TRAIN_DIR/tflite_stream_external_int8/model.tflite``)
@@ -393,12 +393,9 @@ class LiveDetector:
 
     def __init__(self, model, label_names: Sequence[str], *, smoothing_ms: float,
                  threshold: float, suppression_ms: float = 1000.0):
-        from kwsnb.detect import DEFAULT_IGNORE
-        from kwsnb.streaming import StreamRunner
+        from kwsnb.evaluate.detect import DEFAULT_IGNORE, open_stream_of
 
-        if isinstance(model, (str, Path)) and Path(model).is_dir():
-            model = Path(model) / "model.tflite"
-        self.runner = StreamRunner(model)
+        self.runner, _, _ = open_stream_of(model)
         self.label_names = [str(name) for name in label_names]
         self.keywords = [name for name in self.label_names if name not in DEFAULT_IGNORE]
         self.smoothing_ms, self.threshold = float(smoothing_ms), float(threshold)
@@ -430,7 +427,7 @@ class LiveDetector:
         return (np.arange(len(self._posteriors)) + 1) * self.packet_ms / 1000.0
 
     def smoothed(self) -> np.ndarray:
-        from kwsnb.detect import smooth_posteriors
+        from kwsnb.evaluate.detect import smooth_posteriors
 
         if not self._posteriors:
             return np.zeros((0, len(self.label_names)), np.float32)
@@ -438,7 +435,7 @@ class LiveDetector:
 
     def detections(self) -> list[tuple[float, str, float]]:
         """(time_s, keyword, score) of every detection so far."""
-        from kwsnb.detect import find_detections
+        from kwsnb.evaluate.detect import find_detections
 
         if not self._posteriors:
             return []

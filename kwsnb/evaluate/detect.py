@@ -1,7 +1,7 @@
 """Keyword detection over long audio: false accepts per hour and miss rate of a streaming model.
 
 The measure a wake-word user needs: stream a model over minutes of audio in which words sit at
-known places (``kwsnb.long_audio``), turn its posteriors into detections (smoothing, threshold,
+known places (``kwsnb.data.long_audio``), turn its posteriors into detections (smoothing, threshold,
 suppression) and count hits, misses and false accepts (``detect``, ``DetectionResult`` with a
 timeline ``plot``; ``rescore`` and ``sweep_thresholds`` re-threshold one run). Decisions:
 
@@ -12,7 +12,6 @@ timeline ``plot``; ``rescore`` and ``sweep_thresholds`` re-threshold one run). D
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ import keras
 import numpy as np
 
 from kwsnb import models
-from kwsnb.export import NON_STREAM_FORMATS, STREAM_FORMATS
-from kwsnb.layers import AUDIO_INPUT, LOGITS, Mode
-from kwsnb.long_audio import LongRecording, mono_audio
-from kwsnb.runtime import METADATA_FILE, MODEL_FILE, TFLiteModel, operator_names, read_tflite
-from kwsnb.streaming import to_stream_external
+from kwsnb.data.long_audio import LongRecording, mono_audio
+from kwsnb.layers import Mode
+from kwsnb.streaming import StreamRunner, to_stream_external
+from kwsnb.tflite.export import NON_STREAM_FORMATS, STREAM_FORMATS
+from kwsnb.tflite.runtime import open_stream
 
 
 DEFAULT_TOLERANCE_S = 0.5
@@ -35,132 +34,18 @@ DEFAULT_TOLERANCE_S = 0.5
 DEFAULT_IGNORE = ("_silence_", "_unknown_")  # kwsnb.data's SILENCE_LABEL, UNKNOWN_WORD_LABEL
 
 
-_GRAPH_CHUNK_PACKETS = 1000  # packets per graph call (progress granularity; no retracing)
-
-
-class _GraphStream:
-    """An external-state Keras streaming model run as one TensorFlow graph per chunk of packets
-    (a tf.while_loop carrying the states): ~15x faster than one eager call per packet."""
-
-    def __init__(self, model: keras.Model):
-        import tensorflow as tf
-
+def open_stream_of(model) -> tuple[StreamRunner, list[str] | None, int]:
+    """(runner, labels from metadata.json or None, sample rate) of a Keras model in any mode (run
+    as an external-state stream) or a streaming .tflite / its format folder."""
+    if isinstance(model, keras.Model):
         found = models.spec(model)
-        self.sample_rate = int(found.flags.get("sample_rate", 16000))
-        self.label_count = int(found.flags["label_count"])
         if found.mode != Mode.STREAM_EXTERNAL_STATE_INFERENCE:
             model = to_stream_external(model)
-        self.packet_samples = int(model.inputs[0].shape[1])
-        self.labels = None
-        state_inputs = model.inputs[1:]
-        state_names = [tensor.name for tensor in state_inputs]
-        self.state_shapes = [tuple(tensor.shape) for tensor in state_inputs]
-
-        @tf.function(input_signature=[tf.TensorSpec([None, self.packet_samples], tf.float32)]
-                     + [tf.TensorSpec(shape, tf.float32) for shape in self.state_shapes])
-        def run_packets(packets, *states):
-            count = tf.shape(packets)[0]
-
-            def step(i, logits, states):
-                outputs = model([packets[i][tf.newaxis], *states], training=False)
-                return (i + 1, logits.write(i, outputs[LOGITS][0]),
-                        [outputs[name] for name in state_names])
-
-            _, logits, states = tf.while_loop(
-                lambda i, *_: i < count, step,
-                [tf.constant(0), tf.TensorArray(tf.float32, size=count), list(states)])
-            return logits.stack(), states
-
-        self._run_packets = run_packets
-
-    def run(self, packets: np.ndarray, progress=None) -> np.ndarray:
-        states = [np.zeros(shape, np.float32) for shape in self.state_shapes]
-        logits = []
-        for first in range(0, len(packets), _GRAPH_CHUNK_PACKETS):
-            chunk, states = self._run_packets(packets[first:first + _GRAPH_CHUNK_PACKETS],
-                                              *states)
-            logits.append(chunk.numpy())
-            if progress is not None:
-                progress.update(len(logits[-1]))
-        return np.concatenate(logits)
-
-
-class _TFLiteLongStream:
-    """A streaming .tflite (external state via metadata.json or matching names, or internal
-    state), fed packet by packet from a fresh interpreter (zero states)."""
-
-    def __init__(self, source):
-        metadata = {}
-        if isinstance(source, (bytes, bytearray)):
-            content, where, name = bytes(source), "the TFLite model", "model"
-        else:
-            path = Path(source).expanduser()
-            if path.is_dir():
-                path = path / MODEL_FILE
-            content, where, name = read_tflite(path), str(path), path.parent.name
-            metadata_path = path.parent / METADATA_FILE
-            if metadata_path.is_file():
-                try:
-                    metadata = json.loads(metadata_path.read_text())
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{metadata_path} is not valid JSON ({error}); re-export "
-                                     "the format") from None
-        stream_formats = ", ".join(STREAM_FORMATS)
-        format_name = metadata.get("format")
-        if format_name in NON_STREAM_FORMATS:
-            raise ValueError(f"{where} is a non-stream model ({format_name}); long-audio "
-                             f"detection needs a streaming format: {stream_formats}")
-        self.model = TFLiteModel(content, name)
-        inputs, outputs = self.model.inputs, self.model.outputs
-        self.labels = metadata.get("labels")
-        self.sample_rate = int(metadata.get("feature_flags", {}).get("sample_rate", 16000))
-        if len(inputs) > 1:  # external state
-            self.packet_name = metadata.get("packet_input", AUDIO_INPUT)
-            if "states" in metadata:
-                self.pairs = [(s["input"], s["output"]) for s in metadata["states"]]
-            else:  # kwsnb models name each new state like its input
-                self.pairs = [(name, name) for name in inputs if name != self.packet_name]
-            self.logits_name = metadata.get("logits_output", LOGITS)
-            missing = sorted({self.packet_name, *(i for i, _ in self.pairs)} - set(inputs)
-                             | ({self.logits_name, *(o for _, o in self.pairs)} - set(outputs)))
-            if missing:
-                raise ValueError(f"{where}: no input/output named {missing} (inputs "
-                                 f"{list(inputs)}, outputs {list(outputs)}); is it a kwsnb "
-                                 f"external-state streaming model ({stream_formats})?")
-        else:
-            ops = operator_names(content)
-            if "VAR_HANDLE" not in ops:
-                raise ValueError(f"{where} is a non-stream model (one input, no state); long-audio "
-                                 f"detection needs a streaming format: {stream_formats}")
-            self.packet_name, self.pairs = self.model.input_name, []
-            self.logits_name = self.model.output_name
-        self.packet_samples = int(inputs[self.packet_name]["shape"][-1])
-        self.label_count = int(outputs[self.logits_name]["shape"][-1])
-
-    def run(self, packets: np.ndarray, progress=None) -> np.ndarray:
-        model = self.model.fresh()  # resource variables reset only with a new interpreter
-        for name, _ in self.pairs:
-            model.set(name, np.zeros(model.inputs[name]["shape"], np.float32))
-        invoke, logits = model.interpreter.invoke, np.empty((len(packets), self.label_count),
-                                                            np.float32)
-        for i, packet in enumerate(packets):
-            model.set(self.packet_name, packet[np.newaxis])
-            invoke()
-            for state_input, state_output in self.pairs:
-                model.set(state_input, model.get(state_output))
-            logits[i] = model.get(self.logits_name)[0]
-            if progress is not None and (i + 1) % _GRAPH_CHUNK_PACKETS == 0:
-                progress.update(_GRAPH_CHUNK_PACKETS)
-        if progress is not None:
-            progress.update(len(packets) % _GRAPH_CHUNK_PACKETS)
-        return logits
-
-
-def _long_audio_stream(model):
-    if isinstance(model, keras.Model):
-        return _GraphStream(model)
+        return StreamRunner(model), None, int(found.flags.get("sample_rate", 16000))
     if isinstance(model, (str, Path, bytes, bytearray)):
-        return _TFLiteLongStream(model)
+        runner, metadata = open_stream(model, NON_STREAM_FORMATS, STREAM_FORMATS)
+        return (runner, metadata.get("labels"),
+                int(metadata.get("feature_flags", {}).get("sample_rate", 16000)))
     raise TypeError(f"model must be a kwsnb Keras model or the path of a streaming .tflite (or "
                     f"its format folder), not {type(model).__name__}")
 
@@ -425,17 +310,17 @@ def detect(model, recording, label_names: Sequence[str], *, smoothing_ms: float 
     check_settings(threshold=threshold, suppression_ms=suppression_ms, smoothing_ms=smoothing_ms)
     recording = _as_recording(recording)
     label_names = [str(name) for name in label_names]
-    stream = _long_audio_stream(model)
+    stream, labels, sample_rate = open_stream_of(model)
     if stream.label_count != len(label_names):
         raise ValueError(f"label_names has {len(label_names)} names but the model outputs "
                          f"{stream.label_count} logits")
-    if stream.labels and list(stream.labels) != label_names:
+    if labels and list(labels) != label_names:
         raise ValueError(f"label_names {label_names} differ from the model's labels "
-                         f"{list(stream.labels)} (metadata.json)")
-    if recording.sample_rate != stream.sample_rate:
+                         f"{list(labels)} (metadata.json)")
+    if recording.sample_rate != sample_rate:
         raise ValueError(f"the recording is at {recording.sample_rate} Hz but the model expects "
-                         f"{stream.sample_rate} Hz: resample it (soxr.resample) or make it with "
-                         f"make_long_recording(..., sample_rate={stream.sample_rate})")
+                         f"{sample_rate} Hz: resample it (soxr.resample) or make it with "
+                         f"make_long_recording(..., sample_rate={sample_rate})")
     _check_keyword_events(recording.events, [n for n in label_names if n not in set(ignore)])
     audio = mono_audio(recording.audio, recording.sample_rate)  # may have changed since made
     count = len(audio) // stream.packet_samples
@@ -449,6 +334,7 @@ def detect(model, recording, label_names: Sequence[str], *, smoothing_ms: float 
         bar = tqdm(total=count, desc="streaming", unit="packet", leave=False)
     started = time.perf_counter()
     try:
+        stream.reset()
         logits = stream.run(packets, bar)
     finally:
         if bar is not None:
@@ -543,7 +429,7 @@ def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hou
     ``miss_rate / target_miss_rate + false_accepts_per_hour / max_false_accepts_per_hour`` (the
     fewest false accepts alone would be a detector that never fires). Returns ``{"smoothing_ms", "threshold", "miss_rate",
     "false_accepts_per_hour", "met", "sweep"}``; ``sweep`` lists every (smoothing, threshold)
-    tried, for a plot (``kwsnb.plots.detection_tradeoff``).
+    tried, for a plot (``kwsnb.notebooks.plots.detection_tradeoff``).
     """
     if thresholds is None:
         thresholds = np.round(np.arange(0.3, 0.991, 0.025), 3)

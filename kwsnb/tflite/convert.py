@@ -2,8 +2,8 @@
 errors, batch-1 signatures, where the front end sits in a TFLite graph, streaming state pairs,
 and the inputs calibration sees.
 
-``kwsnb.quantize`` (one int8 calibration for every int8 format) and ``kwsnb.export`` (the
-formats, written to folders) build on it; it needs only ``kwsnb.runtime``, ``kwsnb.flatbuffer``
+``kwsnb.tflite.quantize`` (one int8 calibration for every int8 format) and ``kwsnb.tflite.export`` (the
+formats, written to folders) build on it; it needs only ``kwsnb.tflite.runtime``, ``kwsnb.tflite.flatbuffer``
 and ``kwsnb.layers``.
 """
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
-import sys
 import tempfile
 import warnings
 from collections import defaultdict
@@ -22,12 +20,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from kwsnb.flatbuffer import pack_shared
-from kwsnb.runtime import (ExportError, as_audio, check_builtin_ops, make_interpreter,
-                           signature_details, stream_packets, tflite_schema)
-
-
-FEATURES_INPUT = "features"  # the input of tflite_features_int8: int8 MFCCs [1, frames, dct]
+from kwsnb.streaming import StreamRunner
+from kwsnb.tflite.flatbuffer import Graph, pack_shared
+from kwsnb.tflite.runtime import (ExportError, TFLiteModel, as_audio, captured_output, check_builtin_ops,
+                                  make_interpreter, signature_details, tflite_schema)
 
 
 # Calibration clips: a few hundred cover the activation ranges; more only slows the export.
@@ -65,7 +61,7 @@ def front_end_tensor_names(model_content: bytes, front_end_name: str = "mfcc") -
 def front_end_constant_bytes(model_content: bytes, front_end_name: str = "mfcc") -> int:
     """Bytes of the constants the front end reads (window, mel filterbank, DCT matrices)."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     graph = model.subgraphs[0]
     names = front_end_tensor_names(model_content, front_end_name)
     buffers = set()
@@ -92,8 +88,7 @@ def front_end_inputs(model_content: bytes, front_end_name: str = "mfcc") -> list
 
 
 def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[str], set[int]]:
-    schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     graph = model.subgraphs[0]
     names = [(t.name or b"").decode() for t in graph.tensors]  # strip_tensor_names: None
     pattern = _scope_pattern(front_end_name)
@@ -145,7 +140,7 @@ def _front_end_region(model_content: bytes, front_end_name: str) -> tuple[set[st
 def check_front_end_float(model_content: bytes, front_end_names: set[str], what: str) -> None:
     """Raises ExportError if any front-end op of a quantized model reads or writes int8/int16."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     graph = model.subgraphs[0]
     quantized = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16}
     bad = set()
@@ -218,13 +213,8 @@ def quiet_converter():
     """Hides the converter's chatter: hundreds of C++ log lines, calibration prints and
     deprecation warnings per model. Failures still surface as exceptions with the converter's
     message (see converter_message)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+    with captured_output(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
         # In Jupyter, sys.stdout/stderr are the kernel's streams, not file descriptors 1 and 2,
         # and TensorFlow's Python logger ("Assets written to ...") writes through them.
         tf_logger = logging.getLogger("tensorflow")
@@ -235,12 +225,6 @@ def quiet_converter():
                 yield
         finally:
             tf_logger.setLevel(level)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def converter_message(error: Exception) -> str:
@@ -313,22 +297,26 @@ def external_state_inputs(float_content: bytes, pairs: Sequence[tuple[str, str]]
                           audio: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Runs the float external-state model over every packet of each clip (states zeroed per
     clip) and returns the input dicts it saw: representative data with realistic states."""
-    interpreter = make_interpreter(float_content)
-    interpreter.allocate_tensors()
-    inputs, outputs = signature_details(interpreter)
-    packet_name = next(n for n in inputs if n not in dict(pairs))
-    packet_samples = int(inputs[packet_name]["shape"][-1])
+    model = TFLiteModel(float_content)
+    packet_name = next(n for n in model.inputs if n not in dict(pairs))
+    runner = StreamRunner(model, packet_input=packet_name, state_pairs=pairs)
     samples = []
-    for clip in stream_packets(audio, packet_samples):
-        states = {name: np.zeros(inputs[name]["shape"], np.float32) for name, _ in pairs}
-        for packet in clip:
-            feed = {packet_name: packet[np.newaxis].astype(np.float32), **states}
-            samples.append(feed)
-            for name, value in feed.items():
-                interpreter.set_tensor(inputs[name]["index"], value)
-            interpreter.invoke()
-            states = {name: interpreter.get_tensor(outputs[out]["index"]) for name, out in pairs}
+    for clip in as_audio(audio):
+        runner.reset()
+        for packet in clip[:len(clip) // runner.packet_samples * runner.packet_samples].reshape(
+                -1, runner.packet_samples):
+            samples.append({packet_name: packet[np.newaxis].astype(np.float32), **runner.states})
+            runner.step(packet)
     return samples
+
+
+def representative_audio(dataset, count: int = REPRESENTATIVE_CLIPS) -> np.ndarray:
+    """``count`` unaugmented training clips of a ``kwsnb.data.SpeechCommands`` in a seeded
+    random order: what calibrates every int8 format."""
+    batch = dataset.dataset("training", batch_size=count, augment=False, shuffle=True,
+                            repeat=False, seed=0)
+    audio, _ = next(iter(batch))
+    return audio.numpy()
 
 
 def predict_batches(model, inputs: np.ndarray, batch_size: int = 100) -> np.ndarray:
@@ -354,24 +342,17 @@ def strip_tensor_names(model_content: bytes, front_end_name: str | None = "mfcc"
     ``<front_end_name>/<index>``, which ``front_end_*`` still find (front_end_name=None: no
     front end, every name dropped). Signatures keep their own names, so the inputs and outputs
     are still found by name. Run it last: ``check_front_end_float``, the dynamic-range weight
-    restore and ``kwsnb.quantize`` match tensors across models by their converter names."""
-    import flatbuffers
-
-    from kwsnb.runtime import TFLITE_IDENTIFIER
-
-    schema = tflite_schema()
+    restore and ``kwsnb.tflite.quantize`` match tensors across models by their converter names."""
     keep = set() if front_end_name is None else front_end_tensor_names(model_content,
                                                                        front_end_name)
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
-    for index, tensor in enumerate(model.subgraphs[0].tensors):
+    g = Graph.read(model_content)
+    for index, tensor in enumerate(g.graph.tensors):
         tensor.name = (f"{front_end_name}/{index}".encode()
                        if tensor.name is not None and tensor.name.decode() in keep else None)
-    for graph in model.subgraphs[1:]:
+    for graph in g.model.subgraphs[1:]:
         for tensor in graph.tensors:
             tensor.name = None
-    builder = flatbuffers.Builder(len(model_content))
-    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return g.pack()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +364,7 @@ def compact_flatbuffer(model_content: bytes) -> bytes:
     ``benchmarks/tflite_size_breakdown.py``). Nothing an interpreter computes changes:
 
     * tensors no op, graph input/output or signature reads (float weights that
-      ``kwsnb.quantize.repair_float_islands`` replaced: 5.8 KB in tc_resnet's int8 stream)
+      ``kwsnb.tflite.quantize.repair_float_islands`` replaced: 5.8 KB in tc_resnet's int8 stream)
       and buffers no tensor uses are dropped;
     * every tensor without constant data (activations) points at the empty buffer 0, as the
       schema allows, instead of an empty buffer of its own;
@@ -396,8 +377,7 @@ def compact_flatbuffer(model_content: bytes) -> bytes:
 
     Constants' bytes, alignment and tensor order of the remaining tensors are kept. LiteRT and
     TensorFlow Lite Micro read the result (tests/test_export.py, tests/test_micro.py)."""
-    schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
 
     def has_data(index: int) -> bool:
         data = model.buffers[index].data if 0 <= index < len(model.buffers) else None
@@ -490,7 +470,7 @@ def int16_front_end_constants(model_content: bytes, front_end_names: set[str],
     The DEQUANTIZE ops come first in the graph and their outputs are not front-end tensors, so
     ``check_front_end_float`` still holds; ``front_end_constant_bytes`` counts their inputs."""
     schema = tflite_schema()
-    model = schema.ModelT.InitFromPackedBuf(model_content, 0)
+    model = Graph.read(model_content).model
     graph = model.subgraphs[0]
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
