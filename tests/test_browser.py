@@ -112,7 +112,7 @@ def _widget_notebook(folder: Path, clips_dir: Path) -> Path:
         nbformat.v4.new_markdown_cell("# Widgets on real clips"),
         nbformat.v4.new_code_cell(
             "from pathlib import Path\n"
-            "from kwsnb import widgets\n"
+            "from kwsnb.notebooks import widgets\n"
             "from kwsnb.data import load_clip, scan_folder\n"
             f"CLIPS = Path({str(clips_dir)!r})\n"
             f"MODEL = Path({str(MODEL_DIR / 'tflite_int8' / 'model.tflite')!r})\n"
@@ -147,7 +147,7 @@ def _live_notebook(folder: Path) -> Path:
     labels = json.loads((MODEL_DIR / "flags.json").read_text())["labels"]
     return _notebook(
         folder / "live.ipynb",
-        "from kwsnb import widgets\n"
+        "from kwsnb.notebooks import widgets\n"
         f"LABELS = {labels!r}\n"
         f"live = widgets.live_detector({str(MODEL_DIR / 'tflite_stream_external_int8')!r}, "
         f"LABELS, train_dir={str(MODEL_DIR)!r})\n"
@@ -156,7 +156,7 @@ def _live_notebook(folder: Path) -> Path:
 
 def _denied_notebook(folder: Path) -> Path:
     return _notebook(folder / "denied.ipynb",
-                     "from kwsnb import widgets\nrecorder = widgets.recorder()\nrecorder")
+                     "from kwsnb.notebooks import widgets\nrecorder = widgets.recorder()\nrecorder")
 
 
 @pytest.fixture(scope="module")
