@@ -6,7 +6,8 @@ two words in one second. ``StreamWindows`` makes such examples from the training
 for each example it lays three training words (an anchor and a random word before and after it,
 keywords and non-keywords as the split holds them) one after the other with short random gaps,
 as ``kwsnb.long_audio`` places words (each word's speech extent plus a margin, faded in and out),
-and cuts a 1 s window at a random offset that holds at least a tenth of the anchor's speech. The label rule:
+and cuts a 1 s window at a random offset that holds at least a tenth of the anchor's speech.
+The label rule:
 
 * a keyword whose speech extent lies fully inside the window labels it (two of them: the later);
 * otherwise, a keyword with more than ``ambiguous_fraction`` (but not all) of its speech inside
