@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 import pytest
 
+from kwsnb.data import speech
 from kwsnb.models import MODELS
 from test_export import SMALL_FLAGS, keyword_task
 
@@ -68,7 +69,7 @@ def trained_model(folder: str):
                 if SAMPLE_RATE <= stop <= len(recording.audio):
                     windows.append(recording.audio[stop - SAMPLE_RATE:stop])
                     targets.append(LABELS.index(label))
-        between = _outside(recording.events, len(recording.audio), long_audio.WORD_MARGIN_S)
+        between = _outside(recording.events, len(recording.audio), speech.WORD_MARGIN_S)
         for stop in range(SAMPLE_RATE, len(recording.audio), SAMPLE_RATE // 4):
             if between[stop - SAMPLE_RATE:stop].all():
                 windows.append(recording.audio[stop - SAMPLE_RATE:stop])
@@ -157,7 +158,7 @@ def test_words_sit_where_the_events_say(clips):
     gaps = starts[1:] - ends[:-1]
     assert gaps.min() >= 0.5 - 1e-6 and gaps.max() <= 1.5 + 1e-6
     # Quiet: nothing but the words' pieces (speech extent + margin) is in the recording.
-    margin = long_audio.WORD_MARGIN_S
+    margin = speech.WORD_MARGIN_S
     assert not np.any(audio[_outside(events, len(audio), margin + 1e-3)])
     # Each event is the speech: its loudest 32 ms frame is speech-loud, and nothing in the margins
     # around it comes within SPEECH_TOP_DB of that (the energy trim that defined it).
@@ -172,7 +173,7 @@ def test_words_sit_where_the_events_say(clips):
             around = audio[max(0, lo):max(0, hi)]
             if len(around) >= frame:
                 power = np.mean(np.lib.stride_tricks.sliding_window_view(around, frame) ** 2, 1)
-                assert power.max() < peak * 10 ** (-long_audio.SPEECH_TOP_DB / 10)
+                assert power.max() < peak * 10 ** (-speech.SPEECH_TOP_DB / 10)
     # Seeded.
     again = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=3)
     other = long_audio.make_long_recording(*clips, LABELS, duration_s=60, gap_s=(0.5, 1.5), seed=4)

@@ -160,7 +160,9 @@ class SpeechCommands:
     wanted words skipped; training split only, so validation and testing stay the real data's),
     ``unknown_with_replacement`` (when the training split has fewer unknown-word clips than
     ``unknown_percentage`` asks for, repeat them until it has that many: each repeat is augmented
-    afresh; the seed takes each clip at most once), and loading options ``progress``,
+    afresh; the seed takes each clip at most once), ``stream_window_percentage`` (that share of
+    each augmented training batch is windows cut at random offsets from streams of training
+    words, labelled by what speech they hold: ``kwsnb.data.stream_windows``), and loading options ``progress``,
     ``cache``, ``cache_dir``, ``num_workers``.
 
     Use :meth:`dataset` for ``tf.data`` batches of (audio float32 [B, N], label int32 [B]) and
@@ -177,7 +179,7 @@ class SpeechCommands:
                  background_rms: float | None = None, silence_volume: float | None = None,
                  eval_silence_noise: bool = False, extra_unknown_dir: str | Path | None = None,
                  extra_unknown_percentage: float = 0.0, unknown_with_replacement: bool = False,
-                 progress: bool = True, cache: bool = True,
+                 stream_window_percentage: float = 0.0, progress: bool = True, cache: bool = True,
                  cache_dir: str | Path | None = None, num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
@@ -232,6 +234,10 @@ class SpeechCommands:
         self.silence_volume = silence_volume
         self.seed = int(seed)
         self.unknown_with_replacement = bool(unknown_with_replacement)
+        if not 0 <= float(stream_window_percentage) < 100:
+            raise ValueError(f"stream_window_percentage must be in [0, 100), got "
+                             f"{stream_window_percentage}")
+        self.stream_window_percentage = float(stream_window_percentage)
 
         with_specials = self.silence_percentage > 0 or self.unknown_percentage > 0
         self.labels = ([SILENCE_LABEL, UNKNOWN_WORD_LABEL] if with_specials else []) + \
@@ -477,6 +483,9 @@ class SpeechCommands:
                                      jit_compile=True, **augment_options), labels
             return tf.cast(audio, tf.float32) / 32768.0, labels
 
+        windows = (round(batch_size * self.stream_window_percentage / 100)
+                   if training and augment and self.stream_window_percentage > 0 else 0)
+        batch_size -= windows
         rows, label_ids = self._rows[split], self._label_ids[split]
         if shuffle:
             data = _shuffled_passes(rows, label_ids, seed, repeat)
@@ -487,6 +496,14 @@ class SpeechCommands:
         data = data.batch(batch_size).enumerate()
         data = data.map(lambda step, batch: load(step, *batch),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if windows:
+            from kwsnb.data import stream_windows
+
+            source = stream_windows.StreamWindows(
+                clips, rows, label_ids, range(2 if silence_index == 0 else 0, len(self.labels)),
+                silence_id=silence_index, unknown_id=1, sample_rate=self.sample_rate, seed=seed)
+            data = stream_windows.mix_batches(data, source.dataset(windows, self.noise,
+                                                                   augment_options))
         return data.prefetch(tf.data.AUTOTUNE)
 
     @classmethod

@@ -22,13 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
-SPEECH_TOP_DB = 20.0
-
-
-WORD_MARGIN_S = 0.1
-
-
-WORD_FADE_S = 0.01
+from kwsnb.data.speech import WORD_FADE_S, WORD_MARGIN_S, speech_extent
 
 
 NOISE_CROSSFADE_S = 0.05
@@ -119,22 +113,6 @@ def mono_audio(audio, sample_rate: int = 16000, what: str = "the recording") -> 
                          f"{bad[0] / sample_rate:.3f} s): replace them, e.g. "
                          "np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)")
     return audio
-
-
-def speech_extent(clip: np.ndarray, sample_rate: int = 16000,
-                  top_db: float = SPEECH_TOP_DB) -> tuple[int, int]:
-    """(first, end) sample of the speech in ``clip``: from the first to the last 32 ms frame
-    (8 ms hop) within ``top_db`` of the loudest frame's power, as ``librosa.effects.trim`` (whose
-    first call costs seconds of imports). (0, 0) for a silent clip."""
-    clip = np.asarray(clip, np.float32).reshape(-1)
-    if not np.any(clip):
-        return 0, 0
-    frame = min(len(clip), max(16, int(0.032 * sample_rate)))
-    hop = max(1, frame // 4)
-    frames = np.lib.stride_tricks.sliding_window_view(clip, frame)[::hop]
-    power = np.mean(frames.astype(np.float64) ** 2, axis=1)
-    loud = np.flatnonzero(power >= power.max() * 10.0 ** (-top_db / 10.0))
-    return int(loud[0] * hop), int(min(len(clip), loud[-1] * hop + frame))
 
 
 def _noise_arrays(noise, sample_rate: int) -> list[np.ndarray]:

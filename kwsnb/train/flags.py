@@ -47,6 +47,7 @@ _BASE_FLAGS: dict[str, tuple[type, Any, str]] = {
     "extra_unknown_dir": (str, "", "another Speech Commands-layout folder (e.g. `python -m data_setup.synthetic --words common`, or the TTS Speech Commands set) whose training clips add _unknown_ examples; its folders of wanted words are skipped"),
     "extra_unknown_percentage": (float, 0.0, "_unknown_ examples added from --extra_unknown_dir, %% of training keyword examples"),
     "unknown_with_replacement": (int, 0, "1: repeat the training split's unknown-word clips (each repeat augmented afresh) when there are fewer than --unknown_percentage asks for; 0 takes each once, as the seed"),
+    "stream_window_percentage": (float, 0.0, "share (%%) of each training batch cut from streams of training words at random offsets, labelled by the speech inside (kwsnb.data.stream_windows); 0 trains on clips alone"),
     "validation_percentage": (float, 10.0, "speaker-hash validation share (%%)"),
     "testing_percentage": (float, 10.0, "speaker-hash testing share (%%)"),
     "split_by": (str, "auto", "hash (the seed), lists (validation_list.txt/testing_list.txt) or auto"),
