@@ -48,7 +48,7 @@ def _small_model():
 
 
 def test_compact_keeps_outputs_and_drops_unused_tensors_and_buffers():
-    from kwsnb.tflite import convert
+    from kwsnb.tflite import convert, flatbuffer
     from kwsnb.tflite.runtime import tflite_schema
 
     model = _small_model()
@@ -64,7 +64,7 @@ def test_compact_keeps_outputs_and_drops_unused_tensors_and_buffers():
     tensor.shape, tensor.type = np.array([1000], np.int32), schema.TensorType.FLOAT32
     tensor.buffer = len(parsed.buffers) - 1
     parsed.subgraphs[0].tensors.append(tensor)
-    padded = convert.pack_shared(parsed)
+    padded = flatbuffer.pack_shared(parsed)
     compact = convert.compact_flatbuffer(padded)
     assert len(compact) < len(content) < len(padded)
     feed = _random_feed(content)

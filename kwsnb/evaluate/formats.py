@@ -12,7 +12,7 @@ import numpy as np
 from kwsnb import streaming
 from kwsnb.tflite import convert
 from kwsnb.tflite import export as exporting
-from kwsnb.tflite.runtime import (LATENCY_RUNS, TFLiteModel, check_io,
+from kwsnb.tflite.runtime import (LATENCY_RUNS, METADATA_FILE, TFLiteModel, check_io,
                                   predict_non_stream, read_tflite, stream_runner)
 
 KERAS = "keras"
@@ -118,7 +118,7 @@ def evaluate_formats(model, audio: np.ndarray, labels: np.ndarray,
             continue
         runner = load(name)
         entry = {"size_bytes": Path(tflite_paths[name]).stat().st_size}
-        metadata_path = Path(tflite_paths[name]).parent / exporting.METADATA_FILE
+        metadata_path = Path(tflite_paths[name]).parent / METADATA_FILE
         if metadata_path.is_file():
             entry["front_end_bytes"] = _metadata(tflite_paths[name]).get("front_end_bytes")
         if name in TFLM_FORMATS:
@@ -206,7 +206,7 @@ def _tflm_entry(tflite_path: Path) -> dict:
 
 
 def _metadata(tflite_path: Path) -> dict:
-    path = Path(tflite_path).parent / exporting.METADATA_FILE
+    path = Path(tflite_path).parent / METADATA_FILE
     if not path.is_file():
         raise EvaluationError(f"{path} not found: it describes the stream model's states; export "
                               f"the format again: python -m kwsnb.evaluate {path.parent.parent} "

@@ -21,8 +21,8 @@ from kwsnb.evaluate.formats import (ALL_FORMATS, DEFAULT_STREAM_CLIPS, KERAS, ST
                                     EvaluationError, _check_counts, _check_io, evaluate_formats)
 from kwsnb.tflite import convert
 from kwsnb.tflite import export as exporting
-from kwsnb.tflite.runtime import (LATENCY_RUNS, LATENCY_WARMUP, ExportError, TFLiteModel,
-                                  read_tflite)
+from kwsnb.tflite.runtime import (LATENCY_RUNS, LATENCY_WARMUP, METADATA_FILE, MODEL_FILE,
+                                  ExportError, TFLiteModel, read_tflite)
 
 REPORT_NAME = "report"
 
@@ -199,7 +199,7 @@ def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clip
     needed = set(tflite_formats) | {STREAM_FAMILY[f] for f in tflite_formats if f in STREAM_FAMILY}
     weights_path = train_dir / training.BEST_WEIGHTS
     weights = exporting.weights_digest(weights_path)
-    paths = {f: train_dir / f / exporting.MODEL_FILE for f in exporting.FORMATS if f in needed}
+    paths = {f: train_dir / f / MODEL_FILE for f in exporting.FORMATS if f in needed}
     to_export = [f for f, path in paths.items()
                  if reexport or _stale(path, weights, weights_path.stat().st_mtime)]
     clip_samples = int(model.inputs[0].shape[-1])
@@ -325,7 +325,7 @@ def _export_format(model, train_dir: Path, name: str, representative, labels, st
         marker = folder / EXPORTING_MARKER
         marker.write_text("export in progress: an evaluation exports this format again\n")
         for new in sorted((staging / name).iterdir(),  # metadata.json (the digest) last
-                          key=lambda f: f.name == exporting.METADATA_FILE):
+                          key=lambda f: f.name == METADATA_FILE):
             os.replace(new, folder / new.name)
         marker.unlink()
     finally:

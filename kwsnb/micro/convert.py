@@ -82,7 +82,7 @@ def convert_stream_features_int8(model, representative_audio: np.ndarray,
 
     Full int8, as ``tflite_features_int8``: int8 MFCC frame, int8 states and int8 logits.
     Calibrated on every frame of ``clips`` of ``representative_audio`` (training clips; the
-    same ``export.representative_subset`` the non-stream export uses, so the input
+    same ``kwsnb.tflite.convert.representative_subset`` the non-stream export uses, so the input
     quantization matches), with the states the float streaming body produces on them.
     Batch-1 signature: static shapes, so TFLM runs it.
     """

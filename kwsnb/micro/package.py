@@ -16,7 +16,7 @@ from kwsnb.micro.runtime import (ARRAY_ALIGNMENT, NON_STREAM, STREAM, MicroError
 from kwsnb.streaming import FEATURES_INPUT
 from kwsnb.tflite import convert, runtime
 from kwsnb.tflite import export as exporting
-from kwsnb.tflite.export import ExportError
+from kwsnb.tflite.runtime import ExportError
 
 # ---------------------------------------------------------------------------------------------
 # C source
@@ -215,7 +215,7 @@ def _current_features_int8(train_dir: Path) -> bytes | None:
     from kwsnb import train as training
 
     folder = train_dir / "tflite_features_int8"
-    path = folder / exporting.MODEL_FILE
+    path = folder / runtime.MODEL_FILE
     recorded = exporting.recorded_weights(folder)
     if not path.is_file() or recorded is None:
         return None
