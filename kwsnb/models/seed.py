@@ -315,40 +315,41 @@ SC_LITE10_TEST_EXCLUDE = "on,off"
 SC_LITE10_FLAGS = [*SC_LITE9_FLAGS[:SC_LITE9_FLAGS.index("--wanted_words")],
                    "--wanted_words", SC_LITE10_WORDS,
                    *SC_LITE9_FLAGS[SC_LITE9_FLAGS.index("--wanted_words") + 2:]]
+# Streaming-aware (docs/sc_lite10_findings.md): a quarter of each batch is windows cut from
+# streams of training words (kwsnb.data.stream_windows), 30% unknown-word examples (the grown
+# folder has ~2,700 training non-keyword clips; 10% used a third of them), background noise up to
+# 3x louder (gain U(0, 0.3) of noise at RMS 0.1: down to ~4 dB SNR).
+SC_LITE10_STREAMING_FLAGS = ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
+                             "--stream_window_percentage", "25", "--background_volume", "0.3"]
 SC_LITE10_PRESETS = {
-    # Streaming-aware (docs/sc_lite10_findings.md): a quarter of each batch is windows cut from
-    # streams of training words (kwsnb.data.stream_windows), 30% unknown-word examples (the grown
-    # folder has ~2,700 training non-keyword clips; 10% used a third of them), background noise
-    # up to 3x louder (gain U(0, 0.3) of noise at RMS 0.1: down to ~4 dB SNR), 16,000 steps.
+    # The streaming-aware recipe at 16,000 steps.
     "default": {"steps": "12000,4000", "learning_rates": "0.001,0.0002",
-                "extra": ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
-                          "--stream_window_percentage", "25", "--background_volume", "0.3"]},
+                "extra": SC_LITE10_STREAMING_FLAGS},
     # The same at 8,000 steps (half the time).
     "short": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
-              "extra": ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
-                        "--stream_window_percentage", "25", "--background_volume", "0.3"]},
+              "extra": SC_LITE10_STREAMING_FLAGS},
     # SC-lite-9's default recipe unchanged (8,000 steps, clips only): the issue's first probe.
     "baseline": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
                  "extra": ["--unknown_with_replacement", "1"]},
 }
 
 
+def _preset_recipe(task: str, flags: list[str], presets: dict, preset: str
+                   ) -> tuple[str, str, list[str]]:
+    if preset not in presets:
+        raise ValueError(f"unknown {task} preset {preset!r}; one of {', '.join(presets)}")
+    chosen = presets[preset]
+    return chosen["steps"], chosen["learning_rates"], [*flags, *chosen["extra"]]
+
+
 def sc_lite9_recipe(preset: str = "default") -> tuple[str, str, list[str]]:
     """(steps, learning_rates, flags) of an SC-lite-9 preset: SC_LITE9_FLAGS, then its own."""
-    if preset not in SC_LITE9_PRESETS:
-        raise ValueError(f"unknown SC-lite-9 preset {preset!r}; one of "
-                         f"{', '.join(SC_LITE9_PRESETS)}")
-    chosen = SC_LITE9_PRESETS[preset]
-    return chosen["steps"], chosen["learning_rates"], [*SC_LITE9_FLAGS, *chosen["extra"]]
+    return _preset_recipe("SC-lite-9", SC_LITE9_FLAGS, SC_LITE9_PRESETS, preset)
 
 
 def sc_lite10_recipe(preset: str = "default") -> tuple[str, str, list[str]]:
     """(steps, learning_rates, flags) of an SC-lite-10 preset: SC_LITE10_FLAGS, then its own."""
-    if preset not in SC_LITE10_PRESETS:
-        raise ValueError(f"unknown SC-lite-10 preset {preset!r}; one of "
-                         f"{', '.join(SC_LITE10_PRESETS)}")
-    chosen = SC_LITE10_PRESETS[preset]
-    return chosen["steps"], chosen["learning_rates"], [*SC_LITE10_FLAGS, *chosen["extra"]]
+    return _preset_recipe("SC-lite-10", SC_LITE10_FLAGS, SC_LITE10_PRESETS, preset)
 
 
 def seed_command(name: str, data_dir: str, models_dir: str, steps: str | None = None,
