@@ -2,7 +2,7 @@
 
     python benchmarks/data_throughput.py [--data_dir DIR] [--wanted_words ...] [--batches 200]
 
-Default folder: ../shared/data/speech_commands_lite (the SC-lite-9 words). Prints the time to
+Default folder: ../shared/data/speech_commands_lite (the SC-lite-10 words). Prints the time to
 index, decode (no cache) and reload from the clip cache, then batches/s and clips/s of
 ``SpeechCommands.dataset('training')`` with and without augmentation (after a warm-up that
 includes the one-off XLA compile, reported separately). Training at ~20 steps/s of batch 100

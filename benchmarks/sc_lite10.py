@@ -24,9 +24,10 @@ from its last backup); one whose detection.json exists is not benchmarked again.
 Presets (``--preset``; ``kwsnb.models.seed.SC_LITE10_PRESETS``, measured on tc_resnet in
 docs/sc_lite10_findings.md):
 
-* ``default``: the streaming recipe (see ``kwsnb.models.seed``).
-* ``baseline``: SC-lite-9's default recipe unchanged (8,000 steps, 10% unknown examples, clips
-  only): the issue-23 probe.
+* ``default``: the streaming recipe (``kwsnb.models.seed.STREAMING_FLAGS``) at 8,000 steps: the
+  committed models.
+* ``long``: the same at 16,000 steps (twice the time).
+* ``baseline``: clips only, 10% unknown-word examples (the recipe before issue 23; 8,000 steps).
 
 A preset's steps and flags go into the results doc's header. An architecture already trained in
 ``--models_dir`` with other recipe flags is refused, not reported as done.

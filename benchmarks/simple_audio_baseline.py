@@ -1,10 +1,10 @@
-"""Peer baseline for SC-lite-9: the CNN of TensorFlow's "simple audio recognition" tutorial.
+"""Peer baseline for SC-lite-10: the CNN of TensorFlow's "simple audio recognition" tutorial.
 
 The model a newcomer would otherwise pick (https://www.tensorflow.org/tutorials/audio/simple_audio):
 STFT magnitude (frame 255, step 128) -> Resizing(32, 32) -> Normalization -> Conv2D(32, 3) ->
 Conv2D(64, 3) -> MaxPool -> Dropout(0.25) -> Flatten -> Dense(128) -> Dropout(0.5) -> Dense,
-about 1.6M parameters. It is trained the way benchmarks/sc_lite9.py trains the eight (same data,
-labels, augmentation, noise levels, batch, steps and learning-rate schedule) and scored on the
+about 1.6M parameters. It is trained the way benchmarks/sc_lite10.py trains the eight (same data,
+labels, augmentation, stream windows, noise levels, batch, steps and learning-rate schedule) and scored on the
 same test folder. Not one of kwsnb's architectures, so it lives here, not in kwsnb/models/.
 
     python benchmarks/simple_audio_baseline.py   # -> models/simple_audio_cnn/report_*.json
@@ -20,13 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import sc_lite9  # noqa: E402
-from kwsnb import data, evaluate  # noqa: E402
+from kwsnb import data  # noqa: E402
 from kwsnb import train as training  # noqa: E402
+from kwsnb.models import seed  # noqa: E402
 
 NAME = "simple_audio_cnn"
+STEPS, LEARNING_RATES, RECIPE = seed.sc_lite10_recipe()
+EXCLUDE = seed.SC_LITE10_TEST_EXCLUDE.split(",")
+TEST_FOLDER = "speech_commands_test_lite"
 
 
 def build(num_labels: int, normalization_audio):
@@ -67,11 +68,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_root", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--models_dir", type=Path, default=REPO / "models")
-    parser.add_argument("--steps", default=sc_lite9.STEPS)
-    parser.add_argument("--learning_rates", default=sc_lite9.LEARNING_RATES)
+    parser.add_argument("--steps", default=STEPS)
+    parser.add_argument("--learning_rates", default=LEARNING_RATES)
     args = parser.parse_args(argv)
     train_folder = args.data_root / "speech_commands_lite"
-    test_dir = args.data_root / sc_lite9.TEST_FOLDER
+    test_dir = args.data_root / TEST_FOLDER
     if not train_folder.is_dir():
         print(f"error: {train_folder} not found: give --data_root", file=sys.stderr)
         return 2
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     # The same data flags as the eight: the seed's defaults plus the benchmark's recipe.
-    recipe = training.parse_command_line([*sc_lite9.RECIPE, "--data_dir", str(train_folder),
+    recipe = training.parse_command_line([*RECIPE, "--data_dir", str(train_folder),
                                           "svdf"])
     dataset = data.SpeechCommands.from_flags(recipe)
     stages = training.Stages.from_flags(args.steps, args.learning_rates)
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     seconds = time.monotonic() - started
     model.load_weights(best)
 
-    audio, labels = data.read_test_folder(test_dir, dataset.labels, sc_lite9.EXCLUDE.split(","))
+    audio, labels = data.read_test_folder(test_dir, dataset.labels, EXCLUDE)
     predictions = np.argmax(model.predict(audio, batch_size=200, verbose=0), axis=-1)
     accuracy = float(np.mean(predictions == labels))
     params = int(sum(np.prod(v.shape) for v in model.trainable_weights))
@@ -111,15 +112,15 @@ def main(argv=None) -> int:
         "formats": {"keras": {"accuracy": accuracy, "size_bytes": 4 * params,
                               "latency_ms": None}},
         "test_set": {"source": "folder", "name": test_dir.name, "clips": int(len(labels)),
-                     "exclude": sc_lite9.EXCLUDE.split(",")},
+                     "exclude": EXCLUDE},
         "training_seconds": round(seconds, 1),
         "recipe": {"steps": args.steps, "learning_rates": args.learning_rates,
-                   "flags": sc_lite9.RECIPE},
+                   "flags": RECIPE},
     }
     report_path = out / f"report_{test_dir.name}.json"
     report_path.write_text(json.dumps(report, indent=2))
     print(f"{NAME}: {params:,} parameters, {100 * accuracy:.1f}% on {len(labels)} clips of "
-          f"{test_dir.name} ({', '.join(sc_lite9.EXCLUDE.split(','))} left out); trained "
+          f"{test_dir.name} ({', '.join(EXCLUDE)} left out); trained "
           f"{seconds / 60:.1f} min -> {report_path}")
     return 0
 

@@ -4,8 +4,8 @@ the streaming models are from the non-stream model on real audio.
     python benchmarks/streaming_table.py [--models_dir models] [--clips 20]
                                          [--test_dir ../shared/data/speech_commands_test_lite]
 
-Weights: the trained SC-lite-9 model in ``models_dir/<arch>`` where there is one (run
-``benchmarks/sc_lite9.py`` first), else the untrained model with the seed's flags. Audio: the
+Weights: the trained SC-lite-10 model in ``models_dir/<arch>`` where there is one (run
+``benchmarks/sc_lite10.py`` first), else the untrained model with the seed's flags. Audio: the
 first ``--clips`` word clips of ``--test_dir``, one word folder after another (any folder of
 word folders will do, e.g. the offline TTS set of ``python -m data_setup.synthetic``). Each clip is streamed 20 ms
 at a time through the Keras streaming models with internal and with external state, and the

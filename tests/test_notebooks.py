@@ -5,7 +5,7 @@ they finish).
 Fast tests check the rendering (committed notebooks are current, parameters, the setup cell,
 the architecture-specific prose) and the helpers. Slow tests run every notebook on the offline
 TTS set (``synthetic_dir``); real-data tests run the data notebook, one architecture and the
-comparison on ../shared/data (SC-lite-9: seven keywords, the test folder without go/on/off).
+comparison on ../shared/data (SC-lite-10: eight keywords, the test folder without on/off).
 """
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ from kwsnb import notebooks
 
 from kwsnb.notebooks import render
 from kwsnb.models import seed
+from kwsnb.tflite import export
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURES = render.architectures()
 # One cell may take long (the full V2 download is not run here); a hang fails instead of
 # stalling CI.
 CELL_TIMEOUT_S = 600
-SC_LITE9_WORDS = "yes,no,up,down,left,right,stop"
+SC_LITE10_WORDS = "yes,no,up,down,left,right,stop,go"
 
 
 def rendered(name: str) -> nbformat.NotebookNode:
@@ -166,25 +167,26 @@ def test_settings_quick_preset_and_custom_steps():
     assert notebooks.FULL.training_flags(None, "tpu") == ["--distribute", "tpu"]
 
 
-def test_settings_sc_lite9_recipe_is_the_committed_models_recipe():
-    """recipe = "sc_lite9": the notebook's command line is benchmarks/sc_lite9.py's (default
+def test_settings_sc_lite10_recipe_is_the_committed_models_recipe():
+    """recipe = "sc_lite10": the notebook's command line is benchmarks/sc_lite10.py's (default
     preset), which trained the repository's models/; quick keeps its few steps."""
     from kwsnb.train.flags import parse_command_line
 
-    run = notebooks.settings(False, recipe="sc_lite9")
+    run = notebooks.settings(False, recipe="sc_lite10")
     argv = seed.seed_command("svdf", "D", "M", steps=run.steps,
                              learning_rates=run.learning_rates, extra=run.training_flags())
-    steps, rates, flags = seed.sc_lite9_recipe()
+    steps, rates, flags = seed.sc_lite10_recipe()
     assert argv == seed.seed_command("svdf", "D", "M", steps=steps, learning_rates=rates,
                                      extra=flags)
     parsed = parse_command_line(argv)
     committed = json.loads((REPO / "models" / "svdf" / "flags.json").read_text())
     for name in ("how_many_training_steps", "learning_rate", "wanted_words", "background_rms",
-                 "unknown_with_replacement", "normalize_features"):
+                 "unknown_with_replacement", "normalize_features", "unknown_percentage",
+                 "stream_window_percentage", "background_volume"):
         assert parsed[name] == committed[name], name
-    assert "Recipe `sc_lite9`" in run._repr_markdown_() and "--data_url ''" in \
+    assert "Recipe `sc_lite10`" in run._repr_markdown_() and "--data_url ''" in \
         run._repr_markdown_()
-    quick = notebooks.settings(True, recipe="sc_lite9")
+    quick = notebooks.settings(True, recipe="sc_lite10")
     assert quick.steps == notebooks.QUICK.steps
     assert quick.extra_flags[-4:] == notebooks.QUICK.extra_flags  # the quick flags win
     with pytest.raises(ValueError, match="recipe = 'sc_lite'"):
@@ -326,7 +328,15 @@ def check_architecture_run(notebook, train_dir: Path, name: str, run: notebooks.
     difference = float(re.search(r"streaming and non-stream logits: (\S+)", text).group(1))
     assert difference < 1e-4
     detection = "".join(outputs(notebook, "text/markdown"))
-    assert re.search(rf"{run.stream_format} over 1\.0 min: \d+ of \d+ keywords found", detection)
+    found = re.search(rf"{run.stream_format} over 1\.0 min, smoothing ([\d.]+) ms and threshold "
+                      rf"([\d.]+): \d+ of \d+ keywords found", detection)
+    assert found, detection
+    # The operating point was chosen on validation speech and stored with these weights.
+    stored = json.loads((train_dir / "detection.json").read_text())
+    point = stored["operating_point"]
+    assert (f"{point['smoothing_ms']:g}", f"{point['threshold']:g}") == found.groups()
+    assert point["recording"]["duration_s"] == 1200.0 and point["recording"]["words"] > 100
+    assert stored["weights_sha256"] == export.weights_digest(train_dir / "best_weights.weights.h5")
     # parameters, curves, confusion, formats, streaming, timeline, trade-off, probabilities,
     # and the widget's first view
     assert len(outputs(notebook, "image/png")) >= 9
@@ -366,28 +376,28 @@ def test_compare_notebook_reads_every_report(synthetic_dir, quick_models_dir, tm
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_notebooks_on_real_speech(real_train_dir, real_test_dir, tmp_path, monkeypatch):
-    """SC-lite-9: the data notebook on the real folder (used in place), tc_resnet trained on it
+    """SC-lite-10: the data notebook on the real folder (used in place), tc_resnet trained on it
     in the quick preset and scored on the real test folder too, and the comparison of those
     test-folder reports."""
     notebook = execute("00_data_setup", tmp_path, monkeypatch, data_source=str(real_train_dir),
-                       data_dir=str(real_train_dir), wanted_words=SC_LITE9_WORDS, quick=True)
+                       data_dir=str(real_train_dir), wanted_words=SC_LITE10_WORDS, quick=True)
     assert_no_errors(notebook)
     assert len(outputs(notebook, "image/png")) >= 6
 
     models_dir = tmp_path / "models"
     notebook = execute("tc_resnet", tmp_path, monkeypatch, data_source=str(real_train_dir),
                        data_dir=str(real_train_dir), models_dir=str(models_dir),
-                       wanted_words=SC_LITE9_WORDS, test_dir=str(real_test_dir),
-                       test_exclude="go,on,off", quick=True)
+                       wanted_words=SC_LITE10_WORDS, test_dir=str(real_test_dir),
+                       test_exclude="on,off", quick=True)
     test_report_name = f"report_{real_test_dir.name}.json"
     check_architecture_run(notebook, models_dir / "tc_resnet", "tc_resnet", notebooks.QUICK,
                            report_name=test_report_name)
     # One evaluation, on the test folder the notebook is about (not the training set's split).
     assert not (models_dir / "tc_resnet" / "report.json").exists()
     test_report = json.loads((models_dir / "tc_resnet" / test_report_name).read_text())
-    assert test_report["test_set"]["exclude"] == ["go", "on", "off"]
+    assert test_report["test_set"]["exclude"] == ["on", "off"]
     assert test_report["test_set"]["clips"] > 1500
-    assert test_report["labels"] == ["_silence_", "_unknown_", *SC_LITE9_WORDS.split(",")]
+    assert test_report["labels"] == ["_silence_", "_unknown_", *SC_LITE10_WORDS.split(",")]
 
     notebook = execute("compare_30k", tmp_path, monkeypatch, models_dir=str(models_dir),
                        report_name=test_report_name)

@@ -1,5 +1,5 @@
-"""benchmarks/sc_lite10.py's recipe: SC-lite-9's flags with go as a keyword, its presets, and the
-refusal of a models folder trained with another recipe (no training here)."""
+"""benchmarks/sc_lite10.py's recipe: its flags and presets, the committed models trained with it,
+and the refusal of a models folder trained with another recipe (no training here)."""
 import json
 import sys
 from pathlib import Path
@@ -20,18 +20,32 @@ def _flags_of(preset):
     return json.loads(json.dumps(flags))  # as flags.json stores them
 
 
-def test_sc_lite10_is_sc_lite9_with_go():
-    assert seed.SC_LITE10_WORDS.split(",") == [*seed.SC_LITE9_WORDS.split(","), "go"]
+def test_sc_lite10_labels_and_recipe():
+    assert seed.SC_LITE10_WORDS.split(",") == ["yes", "no", "up", "down", "left", "right",
+                                               "stop", "go"]
     assert seed.SC_LITE10_TEST_EXCLUDE == "on,off"
-    nine = dict(zip(seed.SC_LITE9_FLAGS[::2], seed.SC_LITE9_FLAGS[1::2]))
-    ten = dict(zip(seed.SC_LITE10_FLAGS[::2], seed.SC_LITE10_FLAGS[1::2]))
-    assert ten == {**nine, "--wanted_words": seed.SC_LITE10_WORDS}
+    flags = _flags_of("default")
+    # the noise levels, normalized features and streaming-aware training
+    assert (flags["background_rms"], flags["silence_volume"], flags["eval_silence_noise"],
+            flags["normalize_features"]) == (0.1, 1.0, 1, 1)
+    assert (flags["stream_window_percentage"], flags["unknown_percentage"],
+            flags["background_volume"], flags["unknown_with_replacement"]) == (25, 30, 0.3, 1)
+    assert flags["how_many_training_steps"] == "6000,2000"
+
+
+def test_the_committed_models_follow_the_default_recipe():
+    steps, rates, recipe = sc_lite10.preset_recipe("default")
+    for name in sc_lite10.models.ARCHITECTURES:
+        committed = json.loads((sc_lite10.REPO / "models" / name / "flags.json").read_text())
+        assert sc_lite10._recipe_mismatch(committed, steps, rates, recipe) == [], name
+        assert committed["wanted_words"] == seed.SC_LITE10_WORDS
 
 
 def test_presets():
-    baseline, default = _flags_of("baseline"), _flags_of("default")
+    baseline, default, long = _flags_of("baseline"), _flags_of("default"), _flags_of("long")
     assert baseline["stream_window_percentage"] == 0 and baseline["unknown_percentage"] == 10
     assert default["stream_window_percentage"] > 0  # the streaming recipe
+    assert {**long, "how_many_training_steps": "6000,2000"} == default
     for flags in (baseline, default):
         assert flags["wanted_words"] == seed.SC_LITE10_WORDS
     with pytest.raises(ValueError, match="unknown SC-lite-10 preset"):

@@ -48,8 +48,10 @@ def test_each_notebook_is_rendered_with_its_results(name):
     if name in render.architectures():
         # The committed model, not a new training run, scored on the real test folder.
         assert f"models/{name}/ holds a finished run" in text
-        assert f"test set: {showcase.TEST_FOLDER} (1,625 clips)" in markdown
-        assert re.search(r"over 5\.0 min: \d+ of \d+ keywords found", markdown)
+        assert f"test set: {showcase.TEST_FOLDER} (1,809 clips)" in markdown
+        # at the operating point stored with the model (detection.json)
+        assert re.search(r"over 5\.0 min, smoothing [\d.]+ ms and threshold [\d.]+: "
+                         r"\d+ of \d+ keywords found", markdown)
     elif name == "compare_30k":
         assert "Found 8 report(s) under `models`" in markdown
 

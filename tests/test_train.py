@@ -484,7 +484,7 @@ def _committed_run(tmp_path, name="tc_resnet") -> Path:
 
 def _committed_argv(models_dir, name="tc_resnet", data_dir="../shared/data/speech_commands_lite/",
                     extra=()):
-    steps, rates, flags = seed.sc_lite9_recipe()
+    steps, rates, flags = seed.sc_lite10_recipe()
     return seed.seed_command(name, data_dir, str(models_dir), steps, rates,
                              [*flags, *extra])
 

@@ -415,6 +415,11 @@ def sweep_thresholds(result_or_posteriors, thresholds: Sequence[float] | None = 
 
 
 DEFAULT_SMOOTHINGS_MS = (0.0, 100.0, 200.0, 400.0, 700.0)
+# 0.3 ... 0.975, then up to 0.9999: the softmax posteriors of these small models sit above 0.99 on
+# many non-keywords in a stream, so a grid that stops at 0.99 can miss a 10-per-hour budget
+# (docs/sc_lite10_findings.md, finding 1).
+OPERATING_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.3, 0.976, 0.025), 3)) + (
+    0.99, 0.995, 0.998, 0.999, 0.9995, 0.9998, 0.9999)
 
 
 def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hour: float = 10.0,
@@ -432,7 +437,7 @@ def choose_operating_point(result: DetectionResult, *, max_false_accepts_per_hou
     tried, for a plot (``kwsnb.notebooks.plots.detection_tradeoff``).
     """
     if thresholds is None:
-        thresholds = np.round(np.arange(0.3, 0.991, 0.025), 3)
+        thresholds = OPERATING_THRESHOLDS
     sweep = []
     for smoothing_ms in smoothings_ms:
         smoothed = rescore(result, smoothing_ms=float(smoothing_ms))

@@ -275,81 +275,53 @@ xception
 }
 
 
-# SC-lite-9 (../shared/data/README.md): labels _silence_, _unknown_ and these seven words, trained
-# on speech_commands_lite and tested on speech_commands_test_lite without go, on and off. Its
-# recipe is each architecture's seed command line followed by these flags (they win), with a
-# preset's steps and learning rates (benchmarks/sc_lite9.py, docs/results_sc_lite9.md).
-SC_LITE9_WORDS = "yes,no,up,down,left,right,stop"
-SC_LITE9_TEST_EXCLUDE = "go,on,off"
-SC_LITE9_FLAGS = [
-    "--data_url", "",
-    "--wanted_words", SC_LITE9_WORDS,
-    "--eval_step_interval", "500",
-    # The lite set's six noise files are quiet (RMS 0.003-0.006) but the test folder's silence
-    # is loud (median RMS 0.02, 90th percentile 0.22): noise files are rescaled to RMS 0.1,
-    # mixed into keywords at gain U(0, 0.1) (the seed's background_volume) and into silence
-    # examples at U(0, 1); validation silence is seeded noise, not zeros (as the test's is).
-    "--background_rms", "0.1",
-    "--silence_volume", "1.0",
-    "--eval_silence_noise", "1",
-    # The front end centres the MFCCs and caps coefficient 0's spread: int8 then tracks float
-    # (docs/sc_lite9_findings.md, finding 1).
-    "--normalize_features", "1",
-]
-SC_LITE9_PRESETS = {
-    # The committed models: 8,000 steps, and the training split's 164 real unknown-word clips
-    # repeated up to the seed's 10% of keyword examples (docs/sc_lite9_findings.md, finding 9).
-    "default": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
-                "extra": ["--unknown_with_replacement", "1"]},
-    # The recipe of the models committed before finding 9: 4,000 steps, about half the time.
-    "short": {"steps": "3000,1000", "learning_rates": "0.001,0.0002", "extra": []},
-    # Finding 8's candidate: 8,000 steps, each unknown-word clip once.
-    "long": {"steps": "6000,2000", "learning_rates": "0.001,0.0002", "extra": []},
-}
+# Noise levels for data whose noise files are quiet but whose test silence is loud (the lite
+# set's six noise files have RMS 0.003-0.006, the test folder's silence a median of 0.02 and a
+# 90th percentile of 0.22): noise files are rescaled to RMS 0.1 and mixed into silence examples at
+# gain U(0, 1); validation silence is seeded noise, not zeros (as the test's is).
+NOISE_FLAGS = ["--background_rms", "0.1", "--silence_volume", "1.0", "--eval_silence_noise", "1"]
+# The front end centres the MFCCs and caps coefficient 0's spread: int8 then tracks float
+# (docs/sc_lite9_findings.md, finding 1).
+NORMALIZE_FLAGS = ["--normalize_features", "1"]
+# Training for streaming (docs/sc_lite10_findings.md): a quarter of each batch is windows cut from
+# streams of training words (kwsnb.data.stream_windows), 30% unknown-word examples, drawn with
+# replacement, and background noise in keywords at gain U(0, 0.3) of noise at RMS 0.1 (down to
+# ~8 dB SNR), louder than the 20 dB of the streaming benchmark's recordings.
+STREAMING_FLAGS = ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
+                   "--stream_window_percentage", "25", "--background_volume", "0.3"]
+# The streaming recipe on any Speech Commands-like folder (benchmarks/sc_lite10.py, kwsnb.demo,
+# the notebooks' recipe = "sc_lite10"): the seed's command line, then these flags (they win).
+STREAMING_RECIPE = [*NOISE_FLAGS, *NORMALIZE_FLAGS, *STREAMING_FLAGS]
 
-
-# SC-lite-10 (../shared/data/README.md, issue 23): SC-lite-9 with go as a keyword, on the grown
-# speech_commands_lite (12,853 clips); tested on speech_commands_test_lite without on and off.
+# SC-lite-10 (../shared/data/README.md): labels _silence_, _unknown_ and these eight words,
+# trained on speech_commands_lite (12,853 clips) and tested on speech_commands_test_lite without on
+# and off (7-10 training clips each). Its recipe is each architecture's seed command line followed
+# by SC_LITE10_FLAGS and a preset's steps, learning rates and flags (benchmarks/sc_lite10.py,
+# docs/results_sc_lite10.md).
 SC_LITE10_WORDS = "yes,no,up,down,left,right,stop,go"
 SC_LITE10_TEST_EXCLUDE = "on,off"
-SC_LITE10_FLAGS = [*SC_LITE9_FLAGS[:SC_LITE9_FLAGS.index("--wanted_words")],
-                   "--wanted_words", SC_LITE10_WORDS,
-                   *SC_LITE9_FLAGS[SC_LITE9_FLAGS.index("--wanted_words") + 2:]]
-# Streaming-aware (docs/sc_lite10_findings.md): a quarter of each batch is windows cut from
-# streams of training words (kwsnb.data.stream_windows), 30% unknown-word examples (the grown
-# folder has ~2,700 training non-keyword clips; 10% used a third of them), background noise up to
-# 3x louder (gain U(0, 0.3) of noise at RMS 0.1: down to ~4 dB SNR).
-SC_LITE10_STREAMING_FLAGS = ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
-                             "--stream_window_percentage", "25", "--background_volume", "0.3"]
+SC_LITE10_FLAGS = ["--data_url", "", "--wanted_words", SC_LITE10_WORDS,
+                   "--eval_step_interval", "500", *NOISE_FLAGS, *NORMALIZE_FLAGS]
 SC_LITE10_PRESETS = {
-    # The streaming-aware recipe at 16,000 steps.
-    "default": {"steps": "12000,4000", "learning_rates": "0.001,0.0002",
-                "extra": SC_LITE10_STREAMING_FLAGS},
-    # The same at 8,000 steps (half the time).
-    "short": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
-              "extra": SC_LITE10_STREAMING_FLAGS},
-    # SC-lite-9's default recipe unchanged (8,000 steps, clips only): the issue's first probe.
+    # The committed models: the streaming recipe at 8,000 steps.
+    "default": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
+                "extra": STREAMING_FLAGS},
+    # The same at 16,000 steps (twice the time; measured on tc_resnet only).
+    "long": {"steps": "12000,4000", "learning_rates": "0.001,0.0002",
+             "extra": STREAMING_FLAGS},
+    # Clips only, 10% unknown-word examples (the recipe before issue 23): the first probe.
     "baseline": {"steps": "6000,2000", "learning_rates": "0.001,0.0002",
                  "extra": ["--unknown_with_replacement", "1"]},
 }
 
 
-def _preset_recipe(task: str, flags: list[str], presets: dict, preset: str
-                   ) -> tuple[str, str, list[str]]:
-    if preset not in presets:
-        raise ValueError(f"unknown {task} preset {preset!r}; one of {', '.join(presets)}")
-    chosen = presets[preset]
-    return chosen["steps"], chosen["learning_rates"], [*flags, *chosen["extra"]]
-
-
-def sc_lite9_recipe(preset: str = "default") -> tuple[str, str, list[str]]:
-    """(steps, learning_rates, flags) of an SC-lite-9 preset: SC_LITE9_FLAGS, then its own."""
-    return _preset_recipe("SC-lite-9", SC_LITE9_FLAGS, SC_LITE9_PRESETS, preset)
-
-
 def sc_lite10_recipe(preset: str = "default") -> tuple[str, str, list[str]]:
     """(steps, learning_rates, flags) of an SC-lite-10 preset: SC_LITE10_FLAGS, then its own."""
-    return _preset_recipe("SC-lite-10", SC_LITE10_FLAGS, SC_LITE10_PRESETS, preset)
+    if preset not in SC_LITE10_PRESETS:
+        raise ValueError(f"unknown SC-lite-10 preset {preset!r}; one of "
+                         f"{', '.join(SC_LITE10_PRESETS)}")
+    chosen = SC_LITE10_PRESETS[preset]
+    return chosen["steps"], chosen["learning_rates"], [*SC_LITE10_FLAGS, *chosen["extra"]]
 
 
 def seed_command(name: str, data_dir: str, models_dir: str, steps: str | None = None,

@@ -17,7 +17,6 @@ in custom widget messages (``send``/``on_msg``: the same in ipywidgets 7.7 and 8
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -362,23 +361,22 @@ else:
 
 
 def operating_point(train_dir: str | Path | None = None) -> dict:
-    """The detector's ``smoothing_ms`` and ``threshold``: those chosen on validation audio
-    (``train_dir/detection.json``, written by ``kwsnb.demo``) when there, else the defaults of
-    ``kwsnb.evaluate.detect.detect``."""
+    """The detector's ``smoothing_ms`` and ``threshold``: those chosen on validation audio for
+    this model's weights (``kwsnb.evaluate.operating_point.stored``: ``train_dir/detection.json``,
+    written by the notebooks, ``kwsnb.demo`` and ``benchmarks/streaming_detection.py``) when
+    there, else the defaults of ``kwsnb.evaluate.detect.detect``."""
     import inspect
 
     from kwsnb.evaluate import detect
+    from kwsnb.evaluate import operating_point as chosen
 
-    if train_dir is not None:
-        path = Path(train_dir) / "detection.json"
-        if path.is_file():
-            chosen = json.loads(path.read_text()).get("operating_point", {})
-            if "smoothing_ms" in chosen and "threshold" in chosen:
-                return {"smoothing_ms": float(chosen["smoothing_ms"]),
-                        "threshold": float(chosen["threshold"]), "source": str(path)}
+    point = None if train_dir is None else chosen.stored(train_dir)
+    if point is not None:
+        return {key: point[key] for key in ("smoothing_ms", "threshold", "source")}
     defaults = inspect.signature(detect.detect).parameters
     return {"smoothing_ms": float(defaults["smoothing_ms"].default),
-            "threshold": float(defaults["threshold"].default), "source": "kwsnb.evaluate.detect defaults"}
+            "threshold": float(defaults["threshold"].default),
+            "source": "kwsnb.evaluate.detect defaults"}
 
 
 class LiveDetector:

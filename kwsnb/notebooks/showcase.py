@@ -39,7 +39,7 @@ MODELS_DIR = REPO_ROOT / "models"
 SHARED_DATA = Path(os.environ.get("KWSNB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 TRAIN_FOLDER = "speech_commands_lite"
 TEST_FOLDER = "speech_commands_test_lite"
-TEST_EXCLUDE = seed.SC_LITE9_TEST_EXCLUDE  # the test folder's keywords the models were not taught
+TEST_EXCLUDE = seed.SC_LITE10_TEST_EXCLUDE  # the test folder's keywords the models were not taught
 FIGURE_TAG = "figure:"
 CELL_TIMEOUT_S = 1800
 # What only differs between runs (times, the papermill version) is left out of the files.
@@ -67,7 +67,7 @@ def parameters(name: str, wanted_words: str) -> dict:
         return {"models_dir": "models", "report_name": f"report_{TEST_FOLDER}.json"}
     return {"data_source": train_data, "data_dir": train_data, "models_dir": "models",
             "wanted_words": wanted_words, "test_dir": test_data, "test_exclude": TEST_EXCLUDE,
-            "recipe": "sc_lite9"}
+            "recipe": "sc_lite10"}
 
 
 def _scratch(root: Path, models_dir: Path, shared_data: Path, names: Sequence[str]) -> None:
@@ -129,7 +129,7 @@ def render(names: Sequence[str] | None = None, out_dir: Path = OUT_DIR,
     missing = [n for n in names if n in rendering.architectures() and n not in trained]
     if missing:
         raise ShowcaseError(f"no finished run in {models_dir} for {', '.join(missing)}: train "
-                            "it first (benchmarks/sc_lite9.py)")
+                            "it first (benchmarks/sc_lite10.py)")
     wanted_words = next(iter(trained.values()), {}).get("wanted_words") or None
     names.sort(key=lambda n: (n == "compare_30k", all_names.index(n)))
 

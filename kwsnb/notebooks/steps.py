@@ -84,15 +84,16 @@ QUICK = Settings(quick=True, steps="60,60", learning_rates="0.001,0.0005",
                  synthetic_words=QUICK_SYNTHETIC_WORDS)
 
 
-RECIPES = ("seed", "sc_lite9")
+RECIPES = ("seed", "sc_lite10")
 
 
 def settings(quick: bool = False, training_steps: str | None = None,
              learning_rates: str | None = None, recipe: str = "seed") -> Settings:
     """The full recipe or the quick preset, with the notebook's steps / learning rates.
 
-    ``recipe``: ``"seed"`` (the seed's flags) or ``"sc_lite9"`` (docs/results_sc_lite9.md's:
-    ``kwsnb.models.seed.sc_lite9_recipe()``'s flags and, unless quick, its steps and learning rates).
+    ``recipe``: ``"seed"`` (the seed's flags) or ``"sc_lite10"`` (docs/results_sc_lite10.md's:
+    ``kwsnb.models.seed.sc_lite10_recipe()``'s flags, streaming-aware training included, and,
+    unless quick, its steps and learning rates).
     Learning rates left out follow the steps: the preset's (or the seed's) first rates, one per
     stage, the last repeated when there are more stages.
     """
@@ -101,8 +102,8 @@ def settings(quick: bool = False, training_steps: str | None = None,
     if recipe not in RECIPES:
         raise ValueError(f"recipe = {recipe!r}: use one of {', '.join(map(repr, RECIPES))}")
     chosen = QUICK if quick else FULL
-    if recipe == "sc_lite9":
-        steps, rates, flags = seed.sc_lite9_recipe()
+    if recipe == "sc_lite10":
+        steps, rates, flags = seed.sc_lite10_recipe()
         chosen = dataclasses.replace(
             chosen, recipe=recipe, extra_flags=(*flags, *chosen.extra_flags),
             steps=chosen.steps if quick else steps,
@@ -208,3 +209,25 @@ def test_clips(flags: dict, test_dir=None, exclude: str | Sequence[str] = ()):
     return audio, targets, f"{dataset.data_dir.name} {split} split ({len(targets):,} clips)"
 
 
+def operating_point(flags: dict, stream_format: str, progress: bool = False) -> dict:
+    """The detector's smoothing and threshold for ``flags``' train_dir: the ones stored with the
+    model (``kwsnb.evaluate.operating_point.stored``), else chosen on a 20-minute recording of
+    the data set's validation speakers (the fewest misses at <= 10 false accepts per hour) and
+    stored in ``train_dir/detection.json``."""
+    from kwsnb import data
+    from kwsnb.evaluate import operating_point as chosen
+
+    train_dir = Path(flags["train_dir"])
+    point = chosen.stored(train_dir)
+    if point is None:
+        dataset = data.SpeechCommands.from_flags(flags, progress=False)
+        audio, labels = dataset.arrays("validation")
+        if not len(labels):
+            raise ValueError(f"{dataset.data_dir} has no validation clips to choose the "
+                             "detector's threshold on: give a data set with a validation split")
+        point, _ = chosen.tune(train_dir / stream_format, audio, labels, dataset.labels,
+                               noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
+                               progress=progress)
+        path = chosen.store(train_dir, point, format=stream_format)
+        point = {**point, "source": str(path)}
+    return point
