@@ -28,7 +28,8 @@ class Settings:
     ``extra_flags``: training flags added before the model name. ``formats``: the formats
     exported and measured (None: all). ``stream_clips`` / ``latency_runs``: evaluation effort
     (``kwsnb.evaluate.evaluate_train_dir``). ``stream_format``: the streaming model run over the
-    long recording, of ``recording_seconds``. ``synthetic_speakers`` / ``synthetic_words``: the
+    long recording, of ``recording_seconds``; its operating point is chosen on a recording of
+    validation words of ``validation_seconds``. ``synthetic_speakers`` / ``synthetic_words``: the
     offline TTS set made when the data source is ``"synthetic"`` (None: all 35 words).
     """
 
@@ -41,6 +42,7 @@ class Settings:
     latency_runs: int
     stream_format: str
     recording_seconds: float
+    validation_seconds: float
     synthetic_speakers: int
     synthetic_words: tuple[str, ...] | None
     recipe: str = "seed"
@@ -73,14 +75,14 @@ class Settings:
 FULL = Settings(quick=False, steps=None, learning_rates=None, extra_flags=(), formats=None,
                 stream_clips=1000, latency_runs=200,
                 stream_format="tflite_stream_external_int8", recording_seconds=300.0,
-                synthetic_speakers=300, synthetic_words=None)
+                validation_seconds=1200.0, synthetic_speakers=300, synthetic_words=None)
 # A few minutes per notebook on 2 CPU cores: enough to run every step, not to learn much.
 QUICK = Settings(quick=True, steps="60,60", learning_rates="0.001,0.0005",
                  extra_flags=("--eval_step_interval", "60", "--batch_size", "50"),
                  formats=("keras", "tflite_float", "tflite_dynamic", "tflite_int8",
                           "tflite_stream_external_float"),
                  stream_clips=20, latency_runs=20, stream_format="tflite_stream_external_float",
-                 recording_seconds=60.0, synthetic_speakers=12,
+                 recording_seconds=60.0, validation_seconds=300.0, synthetic_speakers=12,
                  synthetic_words=QUICK_SYNTHETIC_WORDS)
 
 
@@ -209,11 +211,11 @@ def test_clips(flags: dict, test_dir=None, exclude: str | Sequence[str] = ()):
     return audio, targets, f"{dataset.data_dir.name} {split} split ({len(targets):,} clips)"
 
 
-def operating_point(flags: dict, stream_format: str, progress: bool = False) -> dict:
+def operating_point(flags: dict, run: Settings, progress: bool = False) -> dict:
     """The detector's smoothing and threshold for ``flags``' train_dir: the ones stored with the
-    model (``kwsnb.evaluate.operating_point.stored``), else chosen on a 20-minute recording of
-    the data set's validation speakers (the fewest misses at <= 10 false accepts per hour) and
-    stored in ``train_dir/detection.json``."""
+    model (``kwsnb.evaluate.operating_point.stored``), else chosen for ``run.stream_format`` on a
+    ``run.validation_seconds`` recording of the data set's validation speakers (the fewest
+    misses at <= 10 false accepts per hour) and stored in ``train_dir/detection.json``."""
     from kwsnb import data
     from kwsnb.evaluate import operating_point as chosen
 
@@ -225,9 +227,9 @@ def operating_point(flags: dict, stream_format: str, progress: bool = False) -> 
         if not len(labels):
             raise ValueError(f"{dataset.data_dir} has no validation clips to choose the "
                              "detector's threshold on: give a data set with a validation split")
-        point, _ = chosen.tune(train_dir / stream_format, audio, labels, dataset.labels,
+        point, _ = chosen.tune(train_dir / run.stream_format, audio, labels, dataset.labels,
                                noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
-                               progress=progress)
-        path = chosen.store(train_dir, point, format=stream_format)
+                               duration_s=run.validation_seconds, progress=progress)
+        path = chosen.store(train_dir, point, format=run.stream_format)
         point = {**point, "source": str(path)}
     return point

@@ -224,12 +224,12 @@ print(f"largest difference between streaming and non-stream logits: {difference:
 # no such word was spoken a false accept.
 #
 # The smoothing and the threshold are the detector's operating point, chosen once per model on
-# a 20-minute recording of *validation* speakers (the fewest misses at <= 10 false accepts per
-# hour) and stored with it in `detection.json`; the committed models carry the one
+# a recording of *validation* speakers (20 minutes; 5 in the quick preset; the fewest misses at
+# <= 10 false accepts per hour) and stored with it in `detection.json`; the committed models carry the one
 # `benchmarks/streaming_detection.py` chose. The recording below is never used to choose it.
 
 # %%
-point = notebooks.operating_point(flags, run.stream_format)
+point = notebooks.operating_point(flags, run)
 recording = make_long_recording(test_audio, test_labels, labels, noise=data_dir,
                                 duration_s=run.recording_seconds, seed=0)
 detection = detect.detect(train_dir / run.stream_format, recording, labels,
