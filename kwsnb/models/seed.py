@@ -285,8 +285,8 @@ NOISE_FLAGS = ["--background_rms", "0.1", "--silence_volume", "1.0", "--eval_sil
 NORMALIZE_FLAGS = ["--normalize_features", "1"]
 # Training for streaming (docs/sc_lite10_findings.md): a quarter of each batch is windows cut from
 # streams of training words (kwsnb.data.stream_windows), 30% unknown-word examples, drawn with
-# replacement, and background noise in keywords at gain U(0, 0.3) of noise at RMS 0.1 (down to
-# ~8 dB SNR), louder than the 20 dB of the streaming benchmark's recordings.
+# replacement, and background noise in keywords at gain U(0, 0.3) of noise at RMS 0.1 (up to RMS
+# 0.03, louder than the noise of the streaming benchmark's 20 dB recordings).
 STREAMING_FLAGS = ["--unknown_with_replacement", "1", "--unknown_percentage", "30",
                    "--stream_window_percentage", "25", "--background_volume", "0.3"]
 # The streaming recipe on any Speech Commands-like folder (benchmarks/sc_lite10.py, kwsnb.demo,
