@@ -261,7 +261,7 @@ def test_cli_on_a_test_folder_writes_its_own_report(trained, tmp_path, real_trai
 @pytest.mark.real_data
 def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_train_dir,
                                                                    real_test_dir):
-    # The committed tc_resnet's 9-label file copied into this 4-label train_dir, recorded as
+    # The committed tc_resnet's 10-label file copied into this 4-label train_dir, recorded as
     # exported from its weights: it was scored against the wrong labels and the report replaced.
 
     folder = untrained_train_dir / "tflite_float"
@@ -273,7 +273,7 @@ def test_a_tflite_from_another_model_is_refused_and_the_report_kept(untrained_tr
     code, _, err = run_cli(untrained_train_dir, "--test_dir", real_test_dir, "--exclude",
                            ",".join(TEST_EXCLUDE), "--formats", "tflite_float")
     assert code == 2 and str(folder / "model.tflite") in err
-    assert f"9 outputs where the train_dir has {len(WORDS)} labels" in err and "--reexport" in err
+    assert f"10 outputs where the train_dir has {len(WORDS)} labels" in err and "--reexport" in err
     assert report.read_text() == '{"formats": "the full report"}'
 
 
