@@ -4,8 +4,8 @@ The model a newcomer would otherwise pick (https://www.tensorflow.org/tutorials/
 STFT magnitude (frame 255, step 128) -> Resizing(32, 32) -> Normalization -> Conv2D(32, 3) ->
 Conv2D(64, 3) -> MaxPool -> Dropout(0.25) -> Flatten -> Dense(128) -> Dropout(0.5) -> Dense,
 about 1.6M parameters. It is trained the way benchmarks/sc_lite10.py trains the eight (same data,
-labels, augmentation, stream windows, noise levels, batch, steps and learning-rate schedule) and scored on the
-same test folder. Not one of kwsnb's architectures, so it lives here, not in kwsnb/models/.
+labels, augmentation, stream windows, noise levels, batch, steps and learning-rate schedule)
+and scored on the same test folder. Not one of kwsnb's architectures, so it lives here, not in kwsnb/models/.
 
     python benchmarks/simple_audio_baseline.py   # -> models/simple_audio_cnn/report_*.json
 """

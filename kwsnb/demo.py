@@ -98,10 +98,10 @@ def stream_long_recording(flags: dict, out: Path) -> dict:
           f" minutes of validation speakers' words (<= {MAX_FALSE_ACCEPTS_PER_HOUR:g} false "
           "accepts per hour, fewest misses)")
     audio, labels = dataset.arrays("validation")
-    point, _ = operating_point.tune(model_path, audio, labels, dataset.labels, noise=noise,
-                                    duration_s=VALIDATION_RECORDING_SECONDS,
-                                    max_false_accepts_per_hour=MAX_FALSE_ACCEPTS_PER_HOUR,
-                                    progress=sys.stderr.isatty())
+    point = operating_point.tune(model_path, audio, labels, dataset.labels, noise=noise,
+                                 duration_s=VALIDATION_RECORDING_SECONDS,
+                                 max_false_accepts_per_hour=MAX_FALSE_ACCEPTS_PER_HOUR,
+                                 progress=sys.stderr.isatty())
     print(f"smoothing {point['smoothing_ms']:g} ms, threshold {point['threshold']:g}: on the "
           f"validation recording miss rate {100 * point['miss_rate']:.1f}%, "
           f"{point['false_accepts_per_hour']:.0f} false accepts per hour"

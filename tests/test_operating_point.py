@@ -19,12 +19,15 @@ def train_dir(tmp_path):
 
 
 def test_store_then_stored(train_dir):
-    path = operating_point.store(train_dir, POINT, hits=40, format="tflite_stream_external_int8")
+    returned = operating_point.store(train_dir, POINT, hits=40,
+                                     format="tflite_stream_external_int8")
+    path = train_dir / "detection.json"
     content = json.loads(path.read_text())
     assert content["hits"] == 40 and "sweep" not in content["operating_point"]
     point = operating_point.stored(train_dir)
     assert (point["smoothing_ms"], point["threshold"]) == (100.0, 0.995)
     assert point["source"] == str(path)
+    assert returned == point  # what store returns is what stored reads back
     # the live detector reads the same point
     assert microphone.operating_point(train_dir) == {"smoothing_ms": 100.0, "threshold": 0.995,
                                                       "source": str(path)}
@@ -47,3 +50,12 @@ def test_missing_or_broken_files(train_dir):
         assert operating_point.stored(train_dir) is None
     (train_dir / "detection.json").write_text(json.dumps({"hits": 3}))
     assert operating_point.stored(train_dir) is None
+
+
+def test_tuning_without_validation_clips_is_a_clear_error(train_dir):
+    import numpy as np
+
+    with pytest.raises(ValueError, match="no validation clips"):
+        operating_point.tune(train_dir / "tflite_stream_external_int8",
+                             np.zeros((0, 16000), np.float32), np.zeros(0, np.int32),
+                             ["_silence_", "_unknown_", "yes"])

@@ -33,19 +33,21 @@ VALIDATION_SEED = 1
 def tune(model, audio, labels, label_names: Sequence[str], *, noise=None,
          duration_s: float = VALIDATION_SECONDS, noise_level: float = 0.1,
          max_false_accepts_per_hour: float = MAX_FALSE_ACCEPTS_PER_HOUR,
-         seed: int = VALIDATION_SEED, progress: bool = False):
+         seed: int = VALIDATION_SEED, progress: bool = False) -> dict:
     """Chooses the operating point of ``model`` (a streaming .tflite, its format folder or a
     Keras model) on a ``duration_s`` recording of the validation clips ``audio`` / ``labels``
-    over ``noise`` at ``noise_level`` (0.1: 20 dB SNR). Returns ``(point, result)``: ``point``
-    as ``choose_operating_point`` returns it plus ``recording`` (how it was made), ``result`` the
-    validation run (for a plot)."""
+    over ``noise`` at ``noise_level`` (0.1: 20 dB SNR). Returns it as ``choose_operating_point``
+    does (its ``sweep`` for a plot), plus ``recording`` (how the recording was made)."""
+    if not len(labels):
+        raise ValueError("no validation clips to choose the detector's threshold on: give a "
+                         "data set with a validation split")
     recording = make_long_recording(audio, labels, label_names, noise=noise,
                                     duration_s=duration_s, noise_level=noise_level, seed=seed)
     result = detect(model, recording, label_names, progress=progress)
     point = choose_operating_point(result, max_false_accepts_per_hour=max_false_accepts_per_hour)
     point["recording"] = {"duration_s": float(duration_s), "noise_level": float(noise_level),
                           "seed": int(seed), "words": len(recording.events)}
-    return point, result
+    return point
 
 
 def _current_weights(train_dir: Path) -> str | None:
@@ -53,14 +55,15 @@ def _current_weights(train_dir: Path) -> str | None:
     return weights_digest(path) if path.is_file() else None
 
 
-def store(train_dir, point: dict, **content) -> Path:
+def store(train_dir, point: dict, **content) -> dict:
     """Writes ``train_dir/detection.json``: ``content`` (e.g. a scored run's summary), the
-    operating point (without its sweep) and the digest of the weights it was chosen for."""
+    operating point (without its sweep) and the digest of the weights it was chosen for.
+    Returns the point as ``stored`` reads it back (with ``source``: the file)."""
     path = Path(train_dir) / DETECTION_FILE
     point = {key: value for key, value in point.items() if key != "sweep"}
     path.write_text(json.dumps({**content, "operating_point": point,
                                 "weights_sha256": _current_weights(train_dir)}, indent=2))
-    return path
+    return {**point, "source": str(path)}
 
 
 def stored(train_dir) -> dict | None:

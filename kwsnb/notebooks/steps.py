@@ -224,12 +224,8 @@ def operating_point(flags: dict, run: Settings, progress: bool = False) -> dict:
     if point is None:
         dataset = data.SpeechCommands.from_flags(flags, progress=False)
         audio, labels = dataset.arrays("validation")
-        if not len(labels):
-            raise ValueError(f"{dataset.data_dir} has no validation clips to choose the "
-                             "detector's threshold on: give a data set with a validation split")
-        point, _ = chosen.tune(train_dir / run.stream_format, audio, labels, dataset.labels,
-                               noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
-                               duration_s=run.validation_seconds, progress=progress)
-        path = chosen.store(train_dir, point, format=run.stream_format)
-        point = {**point, "source": str(path)}
+        point = chosen.store(train_dir, chosen.tune(
+            train_dir / run.stream_format, audio, labels, dataset.labels,
+            noise=dataset.data_dir / data.BACKGROUND_NOISE_DIR_NAME,
+            duration_s=run.validation_seconds, progress=progress), format=run.stream_format)
     return point
