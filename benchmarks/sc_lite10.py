@@ -71,7 +71,7 @@ def _recipe_mismatch(flags: dict, steps: str, learning_rates: str, recipe: list[
               # absent from RECIPE means the flag's default
               "extra_unknown_percentage": "0", "use_spec_augment": "0",
               "unknown_with_replacement": "0", "unknown_percentage": "10",
-              "stream_window_percentage": "0"}
+              "stream_window_percentage": "0", "tts_unknown_words": ""}
     wanted.update({name[2:]: value for name, value in zip(recipe[::2], recipe[1::2])
                    if name.startswith("--")})
     wrong = []

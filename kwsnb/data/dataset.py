@@ -158,6 +158,8 @@ class SpeechCommands:
     another Speech Commands-layout folder, e.g. ``python -m data_setup.synthetic --words common``:
     ceil(pct% x training keyword clips) of its training clips, drawn at random, its folders of
     wanted words skipped; training split only, so validation and testing stay the real data's),
+    ``tts_unknown_words`` (instead of a folder: these comma-separated non-keywords, spoken by
+    offline TTS into the kwsnb cache, ``kwsnb.data.tts_unknown``),
     ``unknown_with_replacement`` (when the training split has fewer unknown-word clips than
     ``unknown_percentage`` asks for, repeat them until it has that many: each repeat is augmented
     afresh; the seed takes each clip at most once), ``stream_window_percentage`` (that share of
@@ -178,8 +180,8 @@ class SpeechCommands:
                  sample_rate: int = 16000, split_by: str = "auto", seed: int = RANDOM_SEED,
                  background_rms: float | None = None, silence_volume: float | None = None,
                  eval_silence_noise: bool = False, extra_unknown_dir: str | Path | None = None,
-                 extra_unknown_percentage: float = 0.0, unknown_with_replacement: bool = False,
-                 stream_window_percentage: float = 0.0, progress: bool = True, cache: bool = True,
+                 extra_unknown_percentage: float = 0.0, tts_unknown_words: str = "",
+                 unknown_with_replacement: bool = False, stream_window_percentage: float = 0.0, progress: bool = True, cache: bool = True,
                  cache_dir: str | Path | None = None, num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
@@ -291,6 +293,17 @@ class SpeechCommands:
             self._label_ids[split] = np.array([label for _, label in entries], np.int32)
         self.extra_unknown_dir = None
         self.extra_unknown_percentage = float(extra_unknown_percentage)
+        if tts_unknown_words:
+            from kwsnb.data.tts_unknown import tts_unknown_folder
+
+            if extra_unknown_dir:
+                raise ValueError("tts_unknown_words and extra_unknown_dir both name the extra "
+                                 "_unknown_ clips: give one of them")
+            if self.extra_unknown_percentage <= 0:
+                raise ValueError(f"tts_unknown_words {tts_unknown_words!r} needs "
+                                 "extra_unknown_percentage above 0 (how many of its clips to add)")
+            extra_unknown_dir = tts_unknown_folder(tts_unknown_words, self.wanted_words,
+                                                   progress=progress)
         if extra_unknown_dir and self.extra_unknown_percentage > 0:
             self._add_extra_unknown(Path(extra_unknown_dir), progress=progress, cache=cache,
                                     cache_dir=cache_dir, num_workers=num_workers)
