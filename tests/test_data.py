@@ -238,6 +238,52 @@ def test_extra_unknown_dir_skips_keyword_folders(synthetic_dir, tmp_path):
               extra_unknown_percentage=10)
 
 
+def test_tts_unknown_words_are_spoken_once_and_added_as_training_unknowns(synthetic_dir,
+                                                                           clip_cache, monkeypatch):
+    """--tts_unknown_words on,off: offline TTS speech of those words (made once into the kwsnb
+    cache) becomes _unknown_ training examples, as --extra_unknown_dir would add them."""
+    from kwsnb.data import tts_unknown
+
+    monkeypatch.setattr(tts_unknown, "TTS_SPEAKERS", 8)  # seconds, not the recipe's 400 speakers
+    plain = _load(synthetic_dir, "yes,no,up")
+    spoken = _load(synthetic_dir, "yes,no,up", tts_unknown_words="off, on",
+                   extra_unknown_percentage=20)
+    folder = spoken.extra_unknown_dir
+    assert folder == (clip_cache / "tts" / "off-on_8spk_seed0").resolve()
+    assert sorted(data.scan_folder(folder).words) == ["off", "on"]
+    known = sum(plain.label_counts["training"][w] for w in ("yes", "no", "up"))
+    added = math.ceil(known * 20 / 100)
+    assert 0 < added <= 16  # 2 words x 8 speakers
+    assert spoken.label_counts["training"][data.UNKNOWN_WORD_LABEL] == \
+        plain.label_counts["training"][data.UNKNOWN_WORD_LABEL] + added
+    audio, labels = spoken.arrays("training")
+    tts_clips = {hashlib.sha1((data.load_clip(path) * 32768).round().astype(np.int16)
+                              .tobytes()).hexdigest()
+                 for files in data.scan_folder(folder).words.values() for path in files}
+    tail = (audio[-added:] * 32768).round().astype(np.int16)
+    assert all(hashlib.sha1(clip.tobytes()).hexdigest() in tts_clips for clip in tail)
+    assert (labels[-added:] == 1).all()
+    for split in ("validation", "testing"):  # the real data's splits stay as they are
+        np.testing.assert_array_equal(spoken.arrays(split)[0], plain.arrays(split)[0])
+    # Made once: a second data set reuses the folder as it is.
+    made = (folder / ".complete").stat().st_mtime_ns
+    _load(synthetic_dir, "yes,no", tts_unknown_words="on,off", extra_unknown_percentage=5)
+    assert (folder / ".complete").stat().st_mtime_ns == made
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tts_unknown_words": "on,up", "extra_unknown_percentage": 5}, r"up: keywords"),
+    ({"tts_unknown_words": "on", "extra_unknown_percentage": 0},
+     "needs extra_unknown_percentage above 0"),
+    ({"tts_unknown_words": "on", "extra_unknown_percentage": 5, "extra_unknown_dir": "x"},
+     "give one of them"),
+    ({"tts_unknown_words": "on,of f", "extra_unknown_percentage": 5}, "'of f': not words"),
+])
+def test_tts_unknown_words_refuses_what_it_cannot_use(synthetic_dir, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _load(synthetic_dir, "yes,no,up", **kwargs)
+
+
 def test_unknown_with_replacement_repeats_the_training_pool_only(synthetic_dir):
     plain = _load(synthetic_dir, "yes,no,up", unknown_percentage=1000)
     repeated = _load(synthetic_dir, "yes,no,up", unknown_percentage=1000,

@@ -31,6 +31,9 @@ def test_sc_lite10_labels_and_recipe():
     assert (flags["stream_window_percentage"], flags["unknown_percentage"],
             flags["background_volume"], flags["unknown_with_replacement"]) == (25, 30, 0.3, 1)
     assert flags["how_many_training_steps"] == "6000,2000"
+    # on and off (7-10 real clips each) spoken by offline TTS as _unknown_ examples
+    assert (flags["tts_unknown_words"], flags["extra_unknown_percentage"]) == ("on,off", 7.0)
+    assert _flags_of("baseline")["tts_unknown_words"] == ""
 
 
 def test_the_committed_models_follow_the_default_recipe():
