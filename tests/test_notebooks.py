@@ -182,7 +182,8 @@ def test_settings_sc_lite10_recipe_is_the_committed_models_recipe():
     committed = json.loads((REPO / "models" / "svdf" / "flags.json").read_text())
     for name in ("how_many_training_steps", "learning_rate", "wanted_words", "background_rms",
                  "unknown_with_replacement", "normalize_features", "unknown_percentage",
-                 "stream_window_percentage", "background_volume"):
+                 "stream_window_percentage", "background_volume", "tts_unknown_words",
+                 "extra_unknown_percentage"):
         assert parsed[name] == committed[name], name
     assert "Recipe `sc_lite10`" in run._repr_markdown_() and "--data_url ''" in \
         run._repr_markdown_()
