@@ -239,10 +239,23 @@ def baseline_line(models_dir: Path, test_dir: Path) -> str:
     if not path.is_file():
         return ""
     report = json.loads(path.read_text())
-    return (f"\nPeer baseline, trained the same way (`python benchmarks/simple_audio_baseline.py`):"
+    # Its data flags as it ran them, against the recipe's now: a recipe that changed after the
+    # baseline was trained is said, not hidden.
+    _, _, recipe = preset_recipe()
+    ran = report.get("recipe", {}).get("flags", [])
+    changed = [flag for flag in recipe if flag.startswith("--") and
+               _flag_value(recipe, flag) != _flag_value(ran, flag)]
+    how = ("trained the same way" if not changed else
+           "trained with the recipe's data flags except " + ", ".join(f"`{flag}`" for flag in changed)
+           + " (newer than its run)")
+    return (f"\nPeer baseline, {how} (`python benchmarks/simple_audio_baseline.py`):"
             f" TensorFlow's simple-audio tutorial CNN, {report['params']:,} parameters, "
             f"{_percent(report['formats']['keras'])}% float (Keras) on the same test clips, "
             f"{report['training_seconds'] / 60:.1f} min of training.\n")
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
 def chart(rows: list[dict], path: Path) -> None:
