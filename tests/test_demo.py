@@ -9,11 +9,11 @@ from kwsnb import demo, evaluate
 from kwsnb.evaluate import operating_point
 
 
-# What the demo's recipe measured (issue 23): 131 of 180 keywords found on the 10-minute held-out
-# recording (miss rate 27.2%), 1 false accept (6 per hour); before the streaming recipe, 67.6% at
-# 12 per hour. A detector that never fires (miss rate 1.0), one as weak as before or one that
-# fires at will (hundreds per hour) fails these.
-MAX_DEMO_MISS_RATE = 0.35
+# Issue 23's target for the demo, which its recipe meets: on the 20-minute held-out recording
+# 7.4% of the keywords missed at 15 false accepts per hour (5 in 20 minutes); at the committed
+# models' learning rates 27% were missed, before the streaming recipe 68%. A detector that never
+# fires, one as weak as before or one that fires at will (hundreds per hour) fails these.
+MAX_DEMO_MISS_RATE = 0.15
 MAX_DEMO_FALSE_ACCEPTS_PER_HOUR = 20.0
 
 
@@ -41,7 +41,7 @@ def test_demo_trains_quantizes_evaluates_and_streams(demo_data_dir, tmp_path, ca
     assert all("error" not in entry for entry in report["formats"].values())
     detection = json.loads((run / "detection.json").read_text())
     events = detection["hits"] + detection["misses"]
-    assert events > 50 and detection["miss_rate"] == pytest.approx(detection["misses"] / events)
+    assert events > 300 and detection["miss_rate"] == pytest.approx(detection["misses"] / events)
     assert detection["miss_rate"] <= MAX_DEMO_MISS_RATE, detection
     assert detection["false_accepts_per_hour"] <= MAX_DEMO_FALSE_ACCEPTS_PER_HOUR, detection
     assert (run / "detection_timeline.png").stat().st_size > 10_000
