@@ -249,7 +249,7 @@ def test_tts_unknown_words_are_spoken_once_and_added_as_training_unknowns(synthe
     spoken = _load(synthetic_dir, "yes,no,up", tts_unknown_words="off, on",
                    extra_unknown_percentage=20)
     folder = spoken.extra_unknown_dir
-    assert folder == (clip_cache / "tts" / "off-on_8spk_seed0").resolve()
+    assert folder == (clip_cache / "tts" / "off-on_8spk_seed0_v1").resolve()
     assert sorted(data.scan_folder(folder).words) == ["off", "on"]
     known = sum(plain.label_counts["training"][w] for w in ("yes", "no", "up"))
     added = math.ceil(known * 20 / 100)
@@ -269,6 +269,10 @@ def test_tts_unknown_words_are_spoken_once_and_added_as_training_unknowns(synthe
     made = (folder / ".complete").stat().st_mtime_ns
     _load(synthetic_dir, "yes,no", tts_unknown_words="on,off", extra_unknown_percentage=5)
     assert (folder / ".complete").stat().st_mtime_ns == made
+    # A broken cache folder is named, with what to do.
+    (folder / ".complete").unlink()
+    with pytest.raises(FileExistsError, match="off-on_8spk_seed0_v1 is not usable.*delete it"):
+        _load(synthetic_dir, "yes,no", tts_unknown_words="on,off", extra_unknown_percentage=5)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -181,8 +181,9 @@ class SpeechCommands:
                  background_rms: float | None = None, silence_volume: float | None = None,
                  eval_silence_noise: bool = False, extra_unknown_dir: str | Path | None = None,
                  extra_unknown_percentage: float = 0.0, tts_unknown_words: str = "",
-                 unknown_with_replacement: bool = False, stream_window_percentage: float = 0.0, progress: bool = True, cache: bool = True,
-                 cache_dir: str | Path | None = None, num_workers: int | None = None):
+                 unknown_with_replacement: bool = False, stream_window_percentage: float = 0.0,
+                 progress: bool = True, cache: bool = True, cache_dir: str | Path | None = None,
+                 num_workers: int | None = None):
         if split_by not in ("auto", "hash", "lists"):
             raise ValueError(f"split_by must be 'auto', 'hash' or 'lists', not {split_by!r}")
         # Shares of the keyword examples (may exceed 100) and shares of the speakers (may not).

@@ -56,7 +56,11 @@ def tts_unknown_folder(words: str | Iterable[str], wanted_words: Iterable[str] =
     from data_setup import synthetic
 
     out = Path(cache_dir or tts_cache_dir()) / (
-        f"{'-'.join(chosen)}_{TTS_SPEAKERS}spk_seed{TTS_SEED}")
-    return synthetic.synthesize(out, words=chosen, num_speakers=TTS_SPEAKERS, seed=TTS_SEED,
-                                progress=progress, validation_percentage=0.0,
-                                testing_percentage=0.0)
+        f"{'-'.join(chosen)}_{TTS_SPEAKERS}spk_seed{TTS_SEED}_v{synthetic.GENERATOR_VERSION}")
+    try:
+        return synthetic.synthesize(out, words=chosen, num_speakers=TTS_SPEAKERS, seed=TTS_SEED,
+                                    progress=progress, validation_percentage=0.0,
+                                    testing_percentage=0.0)
+    except FileExistsError as error:  # its advice ("choose another --out") is the CLI's
+        raise FileExistsError(f"tts_unknown_words: the cached TTS folder {out} is not usable "
+                              f"({error}); delete it and run again: it is made anew") from None
