@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from kwsnb.data.audio import AUDIO_EXTENSIONS, load_clips
 from kwsnb.data.augment import BackgroundNoise, augment_audio
+from kwsnb.data.tts_unknown import tts_unknown_folder
 
 logger = logging.getLogger("kwsnb.data")
 
@@ -158,8 +159,7 @@ class SpeechCommands:
     another Speech Commands-layout folder, e.g. ``python -m data_setup.synthetic --words common``:
     ceil(pct% x training keyword clips) of its training clips, drawn at random, its folders of
     wanted words skipped; training split only, so validation and testing stay the real data's),
-    ``tts_unknown_words`` (instead of a folder: these comma-separated non-keywords, spoken by
-    offline TTS into the kwsnb cache, ``kwsnb.data.tts_unknown``),
+    ``tts_unknown_words`` (instead: TTS speech of these non-keywords, ``kwsnb.data.tts_unknown``),
     ``unknown_with_replacement`` (when the training split has fewer unknown-word clips than
     ``unknown_percentage`` asks for, repeat them until it has that many: each repeat is augmented
     afresh; the seed takes each clip at most once), ``stream_window_percentage`` (that share of
@@ -295,8 +295,6 @@ class SpeechCommands:
         self.extra_unknown_dir = None
         self.extra_unknown_percentage = float(extra_unknown_percentage)
         if tts_unknown_words:
-            from kwsnb.data.tts_unknown import tts_unknown_folder
-
             if extra_unknown_dir:
                 raise ValueError("tts_unknown_words and extra_unknown_dir both name the extra "
                                  "_unknown_ clips: give one of them")
