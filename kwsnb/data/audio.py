@@ -5,7 +5,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import soundfile
 from tqdm.auto import tqdm
+from kwsnb.data.files import atomic_write, write_text_atomic
+
 
 logger = logging.getLogger("kwsnb.data")
 
@@ -177,27 +178,14 @@ def _read_cache(cache_dir: Path, key: str, rows: int, clip_samples: int, extra_r
         return None
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames: readers never see a
-    half-written file."""
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False)
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, target)
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-
-
 def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, issues) -> None:
     meta = {"format": _CACHE_FORMAT, "ok": "".join("1" if flag else "0" for flag in ok),
             "issues": [list(issue) for issue in issues]}
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(cache_dir / f"{key}.npy", lambda f: np.save(f, clips))
+        atomic_write(cache_dir / f"{key}.npy", lambda temporary: np.save(temporary, clips))
         # The metadata goes last: an entry without it is incomplete and never read.
-        _atomic_write(cache_dir / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+        write_text_atomic(cache_dir / f"{key}.json", json.dumps(meta))
     except OSError as error:
         logger.warning("could not write clip cache to %s (%s); continuing without it", cache_dir,
                        error)

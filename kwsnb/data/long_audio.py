@@ -15,14 +15,13 @@ a csv); ``kwsnb.evaluate.detect`` streams a model over one and scores it. Decisi
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-
+from kwsnb.data.files import atomic_write
 from kwsnb.data.speech import WORD_FADE_S, WORD_MARGIN_S, speech_extent
 
 
@@ -61,23 +60,20 @@ class LongRecording:
             path = path.with_suffix(".wav")
         path.parent.mkdir(parents=True, exist_ok=True)
         events_path = path.with_suffix(".csv")
-        # Written under temporary names and renamed into place, the events last: a reader (a
-        # second benchmark sharing the cache) never sees a half-written pair.
-        temporary = {final: final.with_name(f".tmp-{os.getpid()}-{final.name}")
-                     for final in (path, events_path)}
-        try:
-            soundfile.write(temporary[path], np.clip(self.audio, -1.0, 32767 / 32768),
-                            self.sample_rate, subtype="PCM_16")
-            with temporary[events_path].open("w", newline="") as handle:
+        atomic_write(path, lambda temporary: soundfile.write(
+            temporary, np.clip(self.audio, -1.0, 32767 / 32768), self.sample_rate,
+            subtype="PCM_16"))
+
+        def write_events(temporary: Path) -> None:
+            with temporary.open("w", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(["start_s", "end_s", "label"])
                 writer.writerows([f"{start:.4f}", f"{end:.4f}", label]
                                  for start, end, label in self.events)
-            for final in (path, events_path):
-                os.replace(temporary[final], final)
-        finally:
-            for leftover in temporary.values():
-                leftover.unlink(missing_ok=True)
+
+        # The events last: a reader (a second benchmark sharing the cache) that finds them finds
+        # the whole audio beside them.
+        atomic_write(events_path, write_events)
 
     @classmethod
     def load(cls, path) -> "LongRecording":

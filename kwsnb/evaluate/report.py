@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 
+from kwsnb.data.files import write_text_atomic
 from kwsnb.evaluate.formats import (ALL_FORMATS, DEFAULT_STREAM_CLIPS, KERAS, STREAM_FAMILY,
                                     EvaluationError, _check_counts, _check_io, evaluate_formats)
 from kwsnb.tflite import convert
@@ -270,8 +271,8 @@ def _evaluate_train_dir(train_dir: Path, test_dir, exclude, formats, stream_clip
     report["weights_sha256"] = weights
     json_path, text_path = report_paths(train_dir, test_dir)
     report = _keep_what_was_not_measured(report, json_path, weights_path)
-    training.state.write_text_atomic(json_path, json.dumps(report, indent=2))
-    training.state.write_text_atomic(text_path, format_report(report))
+    write_text_atomic(json_path, json.dumps(report, indent=2))
+    write_text_atomic(text_path, format_report(report))
     return report
 
 

@@ -14,13 +14,14 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock; training runs unlocked there
     fcntl = None
 
+from kwsnb.data.files import atomic_write, write_text_atomic
 from kwsnb.train.flags import (_BASE_FLAGS, BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS,
                                TRAINING_LOG, Stages, TrainError, load_flags,
                                resolved_model_flags, validation_interval)
@@ -51,24 +52,6 @@ PATH_FLAGS = ("data_dir", "extra_unknown_dir")
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 # ---------------------------------------------------------------------------------------------
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """``write(temporary_path)`` writes the whole file; it then replaces ``path`` in one rename.
-    The temporary name keeps the suffix (Keras wants ``.weights.h5``)."""
-    path = Path(path)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(temporary)
-        with open(temporary, "rb+") as handle:  # on disk before the rename makes it visible
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda temporary: temporary.write_text(text))
-
 
 def save_weights_atomic(model, path: str | Path) -> None:
     atomic_write(path, lambda temporary: model.save_weights(temporary))

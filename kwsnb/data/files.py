@@ -1,0 +1,32 @@
+"""Writing a file so that no reader ever sees half of it: the one atomic write every stage uses
+(training state, clip caches, long recordings, sweep records). The lowest stage owns it, so each
+stage above may call it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """``write(temporary_path)`` writes the whole file; it then replaces ``path`` in one rename.
+
+    The temporary file sits in the same folder (a rename within one file system is atomic) and
+    keeps the suffix: Keras wants ``.weights.h5``, numpy and soundfile read the format from it.
+    Its name carries the process id, so two processes writing the same path never share one.
+    A kill at any moment leaves the previous complete file (or none), never a cut one.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as handle:  # on disk before the rename makes it visible
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda temporary: temporary.write_text(text))
