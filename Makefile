@@ -19,13 +19,19 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m kwsnb.demo $(ARGS)
 
+# One pytest-xdist worker per core, each test file on one worker (its module fixtures, such as a
+# trained model, are made once), files in the order tests/conftest.py puts them (the longest
+# first); PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 ## Every test, including notebook runs and real-data checks (skipped when ../shared/data is absent)
 test: $(VENV)/.installed
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(ARGS)
 
 ## Only the fast tests
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow" $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

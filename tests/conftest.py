@@ -19,6 +19,17 @@ REAL_TEST_DIR = SHARED_DATA / "speech_commands_test_lite"
 TEST_CACHE = Path(os.environ.get("KWSNB_TEST_CACHE", Path.home() / ".cache" / "kwsnb" / "tests"))
 
 
+# `make test` runs the files on one pytest-xdist worker per core, in collection order: the
+# longest go first (about 15, 5 and 4 minutes on two cores), so none starts late and ends the
+# run alone while the other workers idle.
+LONGEST_FILES = ("test_notebooks.py", "test_demo.py", "test_colab_replica.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FILES)))  # stable
+
+
 # .ci/run sets it: there ../shared is part of the set-up, and a test that would skip for want of
 # it fails instead (a skip would pass CI with the real-audio checks never run).
 REQUIRE_SHARED = os.environ.get("KWSNB_REQUIRE_SHARED") == "1"
