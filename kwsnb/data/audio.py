@@ -14,8 +14,8 @@ from typing import Sequence
 import numpy as np
 import soundfile
 from tqdm.auto import tqdm
-from kwsnb.data.files import atomic_write, write_text_atomic
 
+from kwsnb.data.files import atomic_write, write_text_atomic
 
 logger = logging.getLogger("kwsnb.data")
 

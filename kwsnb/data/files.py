@@ -1,6 +1,6 @@
-"""Writing a file so that no reader ever sees half of it: the one atomic write every stage uses
-(training state, clip caches, long recordings, sweep records). The lowest stage owns it, so each
-stage above may call it.
+"""Writing a file so that no reader ever sees half of it: the one atomic write the stages use
+(training state, reports, clip caches, long recordings). The lowest stage owns it, so each stage
+above may call it.
 """
 from __future__ import annotations
 
