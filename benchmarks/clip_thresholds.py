@@ -33,16 +33,11 @@ sys.path.insert(0, str(REPO))
 from kwsnb import data, models  # noqa: E402
 from kwsnb import train as training  # noqa: E402
 from kwsnb.models import seed  # noqa: E402
+from kwsnb.notebooks.plots import softmax  # noqa: E402
 from kwsnb.tflite.runtime import TFLiteModel, predict_non_stream, read_tflite  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
 BUDGET_FA_PER_HOUR = 10.0
-TARGET_RECALL = 0.90
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def clip_rates(posteriors: np.ndarray, truth: np.ndarray, labels: list[str], keywords_per_hour:
@@ -77,6 +72,7 @@ def main(argv=None) -> int:
           "| at T = 0.5: miss %, confusion %, non-keyword %, clip FA/h "
           "| streamed at the stored point: miss % / FA/h (20 dB) |")
     print("|---|---|---|---|")
+    test_sets = {}  # labels -> (audio, truth): the folder is read once for models that share them
     for name in args.models.split(","):
         train_dir = args.models_dir / name
         detection_path = train_dir / "detection.json"
@@ -86,9 +82,10 @@ def main(argv=None) -> int:
             return 2
         detection = json.loads(detection_path.read_text())["snr_db"]["20"]
         labels = list(training.load_flags(train_dir)["labels"])
-        audio, truth = data.read_test_folder(args.test_dir, labels,
-                                             seed.SC_LITE10_TEST_EXCLUDE.split(","),
-                                             progress=False)
+        if tuple(labels) not in test_sets:
+            test_sets[tuple(labels)] = data.read_test_folder(
+                args.test_dir, labels, seed.SC_LITE10_TEST_EXCLUDE.split(","), progress=False)
+        audio, truth = test_sets[tuple(labels)]
         model = TFLiteModel(read_tflite(train_dir / args.format / "model.tflite"), name)
         posteriors = softmax(predict_non_stream(model, audio))
         rows = clip_rates(posteriors, truth, labels,
