@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -647,3 +648,62 @@ def test_split_lists_naming_missing_clips_and_impossible_percentages_are_reporte
                        (dict(validation_percentage=60, testing_percentage=60), "= 120")):
         with pytest.raises(ValueError, match=f"{named}.*must lie in 0-100"):
             _load(folder, "yes,no", **bad)
+
+
+def _clip_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    paths = [folder / f"{index}.wav" for index in range(count)]
+    for index, path in enumerate(paths):
+        soundfile.write(path, np.full(16000, index, np.int16), 16000)
+    return paths
+
+
+def test_clip_cache_keeps_the_most_recently_used_entries_within_its_size(tmp_path, monkeypatch):
+    from kwsnb.data import audio
+
+    cache_dir = tmp_path / "cache"
+    sets = {name: _clip_files(tmp_path / name, 10) for name in "abc"}
+    entry_bytes = 10 * 16000 * 2
+    monkeypatch.setenv("KWSNB_CACHE_MAX_GB", str(2.5 * entry_bytes / 1024 ** 3))  # two entries
+    load = {name: (lambda paths=paths, name=name: audio.load_clips(
+        paths, tmp_path / name, progress=False, cache_dir=cache_dir)) for name, paths in sets.items()}
+    load["a"]()
+    load["b"]()
+    metas = sorted(cache_dir.glob("*.json"))
+    assert len(metas) == 2
+    for meta in metas:  # both written long ago, so only the read below makes one recent
+        os.utime(meta, (1e9, 1e9))
+    key_of = {name: audio._cache_key(tmp_path / name, paths, 16000, 16000)
+              for name, paths in sets.items()}
+    clips, ok = load["a"]()  # a cache hit: a becomes the most recently used
+    assert ok.all() and clips[3, 0] == 3
+    load["c"]()
+    assert sorted(p.stem for p in cache_dir.glob("*.npy")) == sorted([key_of["a"], key_of["c"]])
+    assert sorted(p.stem for p in cache_dir.glob("*.json")) == sorted([key_of["a"], key_of["c"]])
+    os.utime(cache_dir / f"{key_of['a']}.json", (1e9, 1e9))  # a: now the least recently used
+    stale = cache_dir / ".tmp-1-stale.npy"  # left by a killed writer
+    stale.write_bytes(b"x")
+    os.utime(stale, (1e9, 1e9))
+    load["b"]()
+    assert sorted(p.stem for p in cache_dir.glob("*.npy")) == sorted([key_of["b"], key_of["c"]])
+    assert not stale.exists()
+
+
+def test_clip_cache_settings_and_a_full_disk(tmp_path, monkeypatch, caplog):
+    from kwsnb.data import audio
+
+    paths = _clip_files(tmp_path / "set", 4)
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("KWSNB_CACHE_MAX_GB", "lots")
+    with pytest.raises(ValueError, match="KWSNB_CACHE_MAX_GB='lots'"):
+        audio.load_clips(paths, tmp_path / "set", progress=False, cache_dir=cache_dir)
+    monkeypatch.setenv("KWSNB_CACHE_MAX_GB", "0")  # off: decodes, writes nothing
+    clips, ok = audio.load_clips(paths, tmp_path / "set", progress=False, cache_dir=cache_dir)
+    assert ok.all() and clips[2, 0] == 2 and not list(cache_dir.glob("*.npy"))
+    monkeypatch.delenv("KWSNB_CACHE_MAX_GB")
+    full = shutil.disk_usage(tmp_path)._replace(free=audio.CACHE_MIN_FREE_BYTES)
+    monkeypatch.setattr(audio.shutil, "disk_usage", lambda path: full)
+    with caplog.at_level("WARNING", logger="kwsnb.data"):
+        clips, ok = audio.load_clips(paths, tmp_path / "set", progress=False, cache_dir=cache_dir)
+    assert ok.all() and not list(cache_dir.glob("*.npy"))
+    assert "KWSNB_CACHE_DIR" in caplog.text and "free" in caplog.text

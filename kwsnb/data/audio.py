@@ -5,6 +5,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import time
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,14 @@ AUDIO_EXTENSIONS = (".wav", ".flac")
 
 # 2: float files decoded as float (format 1 cached them as zeros).
 _CACHE_FORMAT = 2
+# The cache keeps the most recently used entries within this size (``KWSNB_CACHE_MAX_GB``):
+# the full Speech Commands is ~3.4 GB decoded, and every new folder or file list adds an entry.
+DEFAULT_CACHE_MAX_GB = 8.0
+# A new entry is not written when it would leave less than this free on the disk: a full disk
+# would then fail the user's own writes (checkpoints, models) for the sake of a cache.
+CACHE_MIN_FREE_BYTES = 2 * 1024 ** 3
+# A temporary file older than this was left by a killed writer.
+_STALE_TEMPORARY_S = 24 * 3600
 
 
 class AudioFileWarning(UserWarning):
@@ -146,6 +156,19 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "kwsnb" / "clips"
 
 
+def cache_max_bytes() -> int:
+    """``$KWSNB_CACHE_MAX_GB`` (a number of gigabytes; 0 turns the cache's writes off)."""
+    text = os.environ.get("KWSNB_CACHE_MAX_GB", "")
+    try:
+        gigabytes = float(text) if text else DEFAULT_CACHE_MAX_GB
+    except ValueError:
+        raise ValueError(f"KWSNB_CACHE_MAX_GB={text!r} is not a number of gigabytes "
+                         f"(default {DEFAULT_CACHE_MAX_GB:g})") from None
+    if gigabytes < 0:
+        raise ValueError(f"KWSNB_CACHE_MAX_GB={text!r} is negative; use 0 to write no cache")
+    return int(gigabytes * 1024 ** 3)
+
+
 def _cache_key(root: Path, paths: Sequence[Path], sample_rate: int, clip_samples: int) -> str:
     digest = hashlib.sha1()
     digest.update(f"{_CACHE_FORMAT}|{root.resolve()}|{sample_rate}|{clip_samples}".encode())
@@ -172,17 +195,57 @@ def _read_cache(cache_dir: Path, key: str, rows: int, clip_samples: int, extra_r
         clips = np.zeros((rows + extra_rows, clip_samples), np.int16)
         clips[:rows] = stored  # straight into the final buffer: no second full-size copy
         ok = np.array([flag == "1" for flag in meta["ok"]], bool)
+        os.utime(meta_path)  # most recently used: pruning removes the others first
         return clips, ok, [tuple(issue) for issue in meta["issues"]]
     except (OSError, ValueError, KeyError) as error:
         logger.warning("ignoring unreadable clip cache %s (%s)", clips_path, error)
         return None
 
 
-def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, issues) -> None:
+def _prune_cache(cache_dir: Path, max_bytes: int) -> None:
+    """Removes the least recently used entries (by their metadata's time) until the cache holds
+    at most ``max_bytes``, and the temporary files that killed writers left."""
+    entries = []
+    for clips_path in cache_dir.glob("*.npy"):
+        meta_path = clips_path.with_suffix(".json")
+        try:
+            used = meta_path.stat().st_mtime if meta_path.exists() else 0.0  # incomplete: first
+            entries.append((used, clips_path.stat().st_size, clips_path, meta_path))
+        except OSError:  # removed by another process meanwhile
+            continue
+    total = sum(size for _, size, _, _ in entries)
+    for used, size, clips_path, meta_path in sorted(entries):
+        if total <= max_bytes:
+            break
+        meta_path.unlink(missing_ok=True)  # first, so no reader takes a half-removed entry
+        clips_path.unlink(missing_ok=True)
+        total -= size
+        logger.info("clip cache: removed %s (%.0f MB; least recently used)", clips_path.name,
+                    size / 1e6)
+    for temporary in cache_dir.glob(".tmp-*"):
+        try:
+            if time.time() - temporary.stat().st_mtime > _STALE_TEMPORARY_S:
+                temporary.unlink()
+        except OSError:
+            continue
+
+
+def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, issues,
+                 max_bytes: int) -> None:
     meta = {"format": _CACHE_FORMAT, "ok": "".join("1" if flag else "0" for flag in ok),
             "issues": [list(issue) for issue in issues]}
+    if clips.nbytes > max_bytes:
+        logger.info("clip cache: %.0f MB is over KWSNB_CACHE_MAX_GB; not cached", clips.nbytes / 1e6)
+        return
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        _prune_cache(cache_dir, max_bytes - clips.nbytes)
+        free = shutil.disk_usage(cache_dir).free
+        if free - clips.nbytes < CACHE_MIN_FREE_BYTES:
+            logger.warning("clip cache: not writing %.0f MB to %s, the disk has only %.1f GB free "
+                           "(set KWSNB_CACHE_DIR to a folder on a larger disk)",
+                           clips.nbytes / 1e6, cache_dir, free / 1024 ** 3)
+            return
         atomic_write(cache_dir / f"{key}.npy", lambda temporary: np.save(temporary, clips))
         # The metadata goes last: an entry without it is incomplete and never read.
         write_text_atomic(cache_dir / f"{key}.json", json.dumps(meta))
@@ -199,12 +262,14 @@ def load_clips(paths: Sequence[Path], root: Path, *, sample_rate: int = 16000,
 
     Returns ``(clips, ok)``: ``ok[i]`` is False for a file that was skipped (its row is zeros).
     ``extra_rows`` zero rows are appended for the caller (silence). Problems are reported in one
-    :class:`AudioFileWarning`. With ``cache`` the decoded array is reused across runs (see the
-    module docstring for the key).
+    :class:`AudioFileWarning`. With ``cache`` the decoded array is reused across runs: the key
+    is the files' names, sizes and times; the cache keeps the most recently used entries within
+    ``KWSNB_CACHE_MAX_GB`` (default 8) and writes none that would leave under 2 GB free.
     """
     paths = [Path(p) for p in paths]
     root = Path(root)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    max_bytes = cache_max_bytes() if cache else 0  # a bad setting fails before the decoding
     key = _cache_key(root, paths, sample_rate, clip_samples) if cache else None
     if cache:
         hit = _read_cache(cache_dir, key, len(paths), clip_samples, extra_rows)
@@ -236,7 +301,7 @@ def load_clips(paths: Sequence[Path], root: Path, *, sample_rate: int = 16000,
             bar.update()
     warn_issues(issues, len(paths), str(root))
     if cache:
-        _write_cache(cache_dir, key, clips[:len(paths)], ok, issues)
+        _write_cache(cache_dir, key, clips[:len(paths)], ok, issues, max_bytes)
     return clips, ok
 
 
