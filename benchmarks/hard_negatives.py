@@ -65,7 +65,7 @@ def mine(result, audio: np.ndarray, sample_rate: int = 16000):
             confusions += 1
             continue
         end = int(round(time_s * sample_rate))
-        if end >= sample_rate:
+        if sample_rate <= end <= len(audio):  # a whole second before it
             clips.append(audio[end - sample_rate:end])
     return np.array(clips, np.float32).reshape(-1, sample_rate), confusions
 

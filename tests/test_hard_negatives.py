@@ -23,13 +23,14 @@ def test_false_accepts_on_non_keywords_and_noise_become_one_second_clips():
     times = np.arange(1, 501) * 0.02
     posteriors = np.zeros((len(times), 4), np.float32)
     posteriors[:, 0] = 1.0
-    for fire_s, label in ((1.4, 2), (3.4, 2), (5.4, 2), (7.5, 3)):
-        # yes on yes (a hit), yes on an unknown word, yes on "no" (a confusion), no on noise
+    for fire_s, label in ((0.3, 3), (1.4, 2), (3.4, 2), (5.4, 2), (7.5, 3)):
+        # no on noise with under 1 s before it (not kept), yes on yes (a hit), yes on an unknown
+        # word, yes on "no" (a confusion), no on noise
         packet = int(round(fire_s / 0.02)) - 1
         posteriors[packet] = 0.0
         posteriors[packet, label] = 1.0
     result = score_posteriors(times, posteriors, LABELS, events, 10.0, threshold=0.9)
-    assert result.hits == 1 and result.false_accepts == 3
+    assert result.hits == 1 and result.false_accepts == 4
     clips, confusions = hard_negatives.mine(result, audio, sample_rate=rate)
     assert confusions == 1
     assert clips.shape == (2, rate)
