@@ -707,3 +707,19 @@ def test_clip_cache_settings_and_a_full_disk(tmp_path, monkeypatch, caplog):
         clips, ok = audio.load_clips(paths, tmp_path / "set", progress=False, cache_dir=cache_dir)
     assert ok.all() and not list(cache_dir.glob("*.npy"))
     assert "KWSNB_CACHE_DIR" in caplog.text and "free" in caplog.text
+
+
+def test_partial_writes_of_killed_writers_are_removed_and_live_ones_kept(tmp_path):
+    from kwsnb.data import files
+
+    own = tmp_path / f".tmp-{os.getpid()}-a.npy"  # this process may be writing it
+    other_old, other_young = tmp_path / ".tmp-1-b.npy", tmp_path / ".tmp-2-c.npy"
+    for path in (own, other_old, other_young):
+        path.write_bytes(b"x")
+    os.utime(other_old, (1e9, 1e9))
+    files.remove_partial_writes(tmp_path, older_than_s=3600)
+    assert own.exists() and other_young.exists() and not other_old.exists()
+    files.remove_partial_writes(tmp_path)  # any age (a folder with one writer: the train_dir)
+    assert own.exists() and not other_young.exists()
+    files.atomic_write(tmp_path / "d.txt", lambda temporary: temporary.write_text("d"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [own.name, "d.txt"]

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import warnings
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import numpy as np
 import soundfile
 from tqdm.auto import tqdm
 
-from kwsnb.data.files import atomic_write, write_text_atomic
+from kwsnb.data.files import atomic_write, remove_partial_writes, write_text_atomic
 
 logger = logging.getLogger("kwsnb.data")
 
@@ -209,7 +208,8 @@ def _prune_cache(cache_dir: Path, max_bytes: int) -> None:
     for clips_path in cache_dir.glob("*.npy"):
         meta_path = clips_path.with_suffix(".json")
         try:
-            used = meta_path.stat().st_mtime if meta_path.exists() else 0.0  # incomplete: first
+            # Without its metadata (yet), the array's own time: another process may be writing it.
+            used = (meta_path if meta_path.exists() else clips_path).stat().st_mtime
             entries.append((used, clips_path.stat().st_size, clips_path, meta_path))
         except OSError:  # removed by another process meanwhile
             continue
@@ -222,18 +222,11 @@ def _prune_cache(cache_dir: Path, max_bytes: int) -> None:
         total -= size
         logger.info("clip cache: removed %s (%.0f MB; least recently used)", clips_path.name,
                     size / 1e6)
-    for temporary in cache_dir.glob(".tmp-*"):
-        try:
-            if time.time() - temporary.stat().st_mtime > _STALE_TEMPORARY_S:
-                temporary.unlink()
-        except OSError:
-            continue
+    remove_partial_writes(cache_dir, older_than_s=_STALE_TEMPORARY_S)
 
 
 def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, issues,
                  max_bytes: int) -> None:
-    meta = {"format": _CACHE_FORMAT, "ok": "".join("1" if flag else "0" for flag in ok),
-            "issues": [list(issue) for issue in issues]}
     if clips.nbytes > max_bytes:
         logger.info("clip cache: %.0f MB is over KWSNB_CACHE_MAX_GB; not cached", clips.nbytes / 1e6)
         return
@@ -246,6 +239,8 @@ def _write_cache(cache_dir: Path, key: str, clips: np.ndarray, ok: np.ndarray, i
                            "(set KWSNB_CACHE_DIR to a folder on a larger disk)",
                            clips.nbytes / 1e6, cache_dir, free / 1024 ** 3)
             return
+        meta = {"format": _CACHE_FORMAT, "ok": "".join("1" if flag else "0" for flag in ok),
+                "issues": [list(issue) for issue in issues]}
         atomic_write(cache_dir / f"{key}.npy", lambda temporary: np.save(temporary, clips))
         # The metadata goes last: an entry without it is incomplete and never read.
         write_text_atomic(cache_dir / f"{key}.json", json.dumps(meta))

@@ -21,7 +21,7 @@ try:
 except ImportError:  # Windows: no flock; training runs unlocked there
     fcntl = None
 
-from kwsnb.data.files import atomic_write, write_text_atomic
+from kwsnb.data.files import atomic_write, remove_partial_writes, write_text_atomic
 from kwsnb.train.flags import (_BASE_FLAGS, BEST_WEIGHTS, FLAGS_FILE, LAST_WEIGHTS,
                                TRAINING_LOG, Stages, TrainError, load_flags,
                                resolved_model_flags, validation_interval)
@@ -276,9 +276,7 @@ def save_backup(model, train_dir: Path, epochs_done: int) -> None:
             old.unlink(missing_ok=True)
     for legacy in ("latest.weights.h5", "latest.weights.h5.bkp", BACKUP_STATE + ".bkp"):
         (backup / legacy).unlink(missing_ok=True)  # Keras BackupAndRestore's, now superseded
-    for partial in backup.glob(".tmp-*"):  # left by a run killed while writing (never read)
-        if partial.name.split("-")[1] != str(os.getpid()):
-            partial.unlink(missing_ok=True)
+    remove_partial_writes(backup)  # a run killed while writing; the train_dir lock: one writer
 
 
 def restore_backup(model, train_dir: Path) -> int:
