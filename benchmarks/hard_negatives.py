@@ -33,20 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.streaming_detection import (  # noqa: E402
-    GAP_S, STREAM_FORMAT, TRAIN_FOLDER, noise_level)
+    GAP_S, model_flags, noise_level, split_clips, stream_model)
 
 HARD_NEGATIVE_FOLDER = "hard_negative"
-
-
-def training_clips(flags: dict):
-    """(audio, labels, label_names) of every training-split clip: keywords under their label,
-    every other word (and the recipe's extra ``_unknown_`` clips) as ``_unknown_``."""
-    from kwsnb import data
-
-    dataset = data.SpeechCommands.from_flags(flags, unknown_percentage=1e6, silence_percentage=0,
-                                             unknown_with_replacement=False, progress=False)
-    audio, labels = dataset.arrays("training")
-    return audio, labels, list(dataset.labels)
 
 
 def mine(result, audio: np.ndarray, sample_rate: int = 16000):
@@ -109,12 +98,11 @@ def main(argv=None) -> int:
     from kwsnb.data.long_audio import make_long_recording
     from kwsnb.evaluate import operating_point
     from kwsnb.evaluate.detect import detect, rescore
-    from kwsnb.train import load_flags
 
-    model_path = args.train_dir / STREAM_FORMAT / "model.tflite"
-    if not model_path.is_file():
-        raise SystemExit(f"{model_path} not found: export it first (python -m kwsnb.evaluate "
-                         f"--train_dir {args.train_dir} --formats {STREAM_FORMAT})")
+    try:
+        model_path = stream_model(args.train_dir)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     point = operating_point.stored(args.train_dir)
     if point is None:
         raise SystemExit(f"{args.train_dir}/detection.json not found: choose the operating point "
@@ -125,19 +113,16 @@ def main(argv=None) -> int:
     out = args.out / HARD_NEGATIVE_FOLDER
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: give another --out (a second run would mix sets)")
-    flags = load_flags(args.train_dir)
-    data_dir = Path(flags["data_dir"])
-    if not data_dir.is_dir():
-        data_dir = args.data_root / TRAIN_FOLDER
-    flags = {**flags, "data_dir": str(data_dir)}
+    flags = model_flags(args.train_dir, args.data_root)
 
     started = time.monotonic()
-    audio, labels, label_names = training_clips(flags)
+    # Every training clip; the recipe's extra _unknown_ clips (TTS on/off) are among them.
+    audio, labels, label_names = split_clips(flags, "training")
     recording = make_long_recording(audio, labels, label_names,
-                                    noise=data_dir / data.BACKGROUND_NOISE_DIR_NAME,
+                                    noise=Path(flags["data_dir"]) / data.BACKGROUND_NOISE_DIR_NAME,
                                     duration_s=60.0 * args.minutes, gap_s=GAP_S,
                                     noise_level=noise_level(args.snr_db), seed=args.seed)
-    result = detect(args.train_dir / STREAM_FORMAT, recording, label_names,
+    result = detect(model_path, recording, label_names,
                     smoothing_ms=point["smoothing_ms"], threshold=args.threshold)
     at_point = rescore(result, threshold=point["threshold"])
     clips, confusions = mine(result, recording.audio)

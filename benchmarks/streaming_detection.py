@@ -57,18 +57,40 @@ def noise_level(snr_db: float) -> float:
     return float(10.0 ** (-snr_db / 20.0))
 
 
-def validation_clips(flags: dict):
-    """(audio, labels, label_names) of every validation-list clip of the model's data folder:
+def split_clips(flags: dict, split: str = "validation"):
+    """(audio, labels, label_names) of every clip of a split of the model's data folder:
     keywords under their label, every other word as ``_unknown_`` (no silence clips)."""
     from kwsnb import data
 
-    # unknown_percentage high enough to take every validation non-keyword clip (not the 10%
+    # unknown_percentage high enough to take every non-keyword clip of the split (not the 10%
     # the training recipe samples); silence_percentage 0: the recording's gaps are the silence.
     dataset = data.SpeechCommands.from_flags(flags, unknown_percentage=1e6, silence_percentage=0,
                                              unknown_with_replacement=False,
                                              progress=False)
-    audio, labels = dataset.arrays("validation")
-    return audio, labels, list(dataset.labels), dataset.data_dir
+    audio, labels = dataset.arrays(split)
+    return audio, labels, list(dataset.labels)
+
+
+def model_flags(train_dir: Path, data_root: Path) -> dict:
+    """``train_dir``'s flags, with ``data_dir`` made to point at the data: paths in flags.json
+    may be relative to the repository (benchmarks/sc_lite*.py)."""
+    from kwsnb.train import load_flags
+
+    flags = load_flags(train_dir)
+    data_dir = Path(flags["data_dir"])
+    if not data_dir.is_dir():
+        data_dir = data_root / TRAIN_FOLDER
+    return {**flags, "data_dir": str(data_dir)}
+
+
+def stream_model(train_dir: Path, stream_format: str = STREAM_FORMAT) -> Path:
+    """``train_dir/stream_format``, or FileNotFoundError saying how to export it."""
+    model_path = train_dir / stream_format
+    if not (model_path / "model.tflite").is_file():
+        raise FileNotFoundError(f"{model_path}/model.tflite not found: export it first "
+                                f"(python -m kwsnb.evaluate --train_dir {train_dir} --formats "
+                                f"{stream_format})")
+    return model_path
 
 
 def test_clips(test_dir: Path, label_names: list[str]):
@@ -131,23 +153,13 @@ def benchmark_model(train_dir: Path, data_root: Path, cache: Path, minutes: floa
     from kwsnb import data
     from kwsnb.evaluate import operating_point
     from kwsnb.evaluate.detect import choose_operating_point, detect
-    from kwsnb.train import load_flags
 
-    flags = load_flags(train_dir)
-    # Data paths in flags.json may be relative to the repository (benchmarks/sc_lite*.py).
-    data_dir = Path(flags["data_dir"])
-    if not data_dir.is_dir():
-        data_dir = data_root / TRAIN_FOLDER
-    flags = {**flags, "data_dir": str(data_dir)}
-    model_path = train_dir / stream_format
-    if not (model_path / "model.tflite").is_file():
-        raise FileNotFoundError(f"{model_path}/model.tflite not found: export it first "
-                                f"(python -m kwsnb.evaluate --train_dir {train_dir} --formats "
-                                f"{stream_format})")
+    flags = model_flags(train_dir, data_root)
+    model_path = stream_model(train_dir, stream_format)
     cache.mkdir(parents=True, exist_ok=True)
-    noise = data_dir / data.BACKGROUND_NOISE_DIR_NAME
+    noise = Path(flags["data_dir"]) / data.BACKGROUND_NOISE_DIR_NAME
     started = time.monotonic()
-    audio, labels, label_names, _ = validation_clips(flags)
+    audio, labels, label_names = split_clips(flags, "validation")
     _, validation = recording(cache, f"validation_{len(label_names)}labels", audio, labels,
                               label_names, noise, validation_minutes or minutes, CHOOSE_SNR_DB,
                               VALIDATION_SEED)
