@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.streaming_detection import (  # noqa: E402
-    GAP_S, model_flags, noise_level, split_clips, stream_model)
+    GAP_S, false_accept_sources, model_flags, noise_level, split_clips, stream_model)
 
 HARD_NEGATIVE_FOLDER = "hard_negative"
 
@@ -43,14 +43,9 @@ def mine(result, audio: np.ndarray, sample_rate: int = 16000):
     ``audio``: its false accepts on non-keyword words or noise, one second each."""
     from kwsnb import data
 
-    tolerance = result.settings.get("tolerance_s", 0.5)
-    not_keywords = (data.UNKNOWN_WORD_LABEL, data.SILENCE_LABEL)
     clips, confusions = [], 0
-    for (time_s, _, _), hit in zip(result.detections, result.detection_hits):
-        if hit:
-            continue
-        near = [event for event in result.events if event[0] <= time_s <= event[1] + tolerance]
-        if near and near[-1][2] not in not_keywords:
+    for time_s, _, word in false_accept_sources(result):
+        if word not in (None, data.UNKNOWN_WORD_LABEL, data.SILENCE_LABEL):
             confusions += 1
             continue
         end = int(round(time_s * sample_rate))
@@ -61,9 +56,7 @@ def mine(result, audio: np.ndarray, sample_rate: int = 16000):
 
 def link_tts_clips(words: str, count: int, out: Path, wanted_words, seed: int = 1) -> int:
     """Links ``count`` of the offline TTS clips of ``words`` (seeded choice) into ``out``."""
-    from kwsnb.data.tts_unknown import tts_unknown_folder
-
-    from kwsnb.data.tts_unknown import parse_words
+    from kwsnb.data.tts_unknown import parse_words, tts_unknown_folder
 
     folder = tts_unknown_folder(words, wanted_words, progress=False)
     files = sorted(path for word in parse_words(words) for path in (folder / word).glob("*.wav"))

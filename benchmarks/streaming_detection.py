@@ -211,17 +211,26 @@ def benchmark_model(train_dir: Path, data_root: Path, cache: Path, minutes: floa
     return {**report, "operating_point": point}
 
 
-def _false_accepts_by_word(result) -> dict:
-    """Each false accept attributed to the word it overlaps (within the tolerance), else
-    'noise': which words the model mistakes for keywords."""
+def false_accept_sources(result) -> list[tuple[float, str, str | None]]:
+    """(time_s, label, word) of each false accept: the word of the last event it overlaps
+    (within the tolerance), None for noise."""
     tolerance = result.settings.get("tolerance_s", 0.5)
-    counts: dict[str, int] = {}
+    sources = []
     for (time_s, label, _), hit in zip(result.detections, result.detection_hits):
         if hit:
             continue
         near = [event for event in result.events
                 if event[0] <= time_s <= event[1] + tolerance]
-        key = f"{near[-1][2]}->{label}" if near else f"noise->{label}"
+        sources.append((time_s, label, near[-1][2] if near else None))
+    return sources
+
+
+def _false_accepts_by_word(result) -> dict:
+    """Each false accept attributed to the word it overlaps, else 'noise': which words the
+    model mistakes for keywords."""
+    counts: dict[str, int] = {}
+    for _, label, word in false_accept_sources(result):
+        key = f"{word or 'noise'}->{label}"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
